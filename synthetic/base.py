@@ -1,6 +1,9 @@
 """The task protocol: a generative model of (x, y) whose Bayes class probabilities are exact.
 
 Shapes: `N` samples, `d` input dimensions, `K` classes. Arrays are numpy float64.
+Subclasses implement `num_classes`, `dim`, `sample` and `log_bcp`, and where they can the hooks
+`_logit_weights` (realizable linear students), `_class_gaussians` (quadrature) and
+`population_moments` (standardisation); everything else is shared here.
 """
 from __future__ import annotations
 
@@ -11,17 +14,22 @@ from typing import Any
 import numpy as np
 from scipy.special import log_softmax
 
-from . import validation
+from . import quadrature, validation
+from .features import feature_kind
+from .linear import fix_gauge, hessian_condition, linear_hessian
+
+METHODS = ("auto", "quadrature", "monte-carlo")
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A number with its standard error; `se == 0` for exact values and quadrature.
+    """A number with its standard error.
 
     Attributes:
         value: the estimate.
-        se: its standard error (same units).
-        method: how it was obtained, e.g. "quadrature", "monte carlo (n=100000)".
+        se: its standard error for Monte Carlo; for quadrature, an estimate of the numerical error
+            (~1e-12, effectively exact).
+        method: how it was obtained, e.g. "quadrature (...)", "monte carlo (n=200000, seed=0)".
     """
 
     value: float
@@ -32,10 +40,51 @@ class Estimate:
         return {"value": self.value, "se": self.se, "method": self.method}
 
 
+def bcp_calibration(p: np.ndarray, y: np.ndarray, bins: int = 10, min_count: int = 30) -> dict[str, Any]:
+    """Compare empirical class frequencies with the mean predicted probability, bin by bin.
+
+    For each class k, samples are binned on p_k(x) (equal-width bins on [0, 1]). If p is the true
+    BCP, then given the x's, 1{y = k} ~ Bernoulli(p_k(x)) independently, so in a bin B
+    z = (sum_B 1{y=k} - sum_B p_k) / sqrt(sum_B p_k (1 - p_k)) is approximately N(0, 1).
+
+    Args:
+        p: predicted probabilities `[N, K]`.
+        y: labels `[N]` drawn from the true model.
+        bins: bins per class.
+        min_count: bins with fewer samples (or zero variance) are skipped.
+
+    Returns:
+        {"max_abs_z", "cells" (number of bins used), "z" `[cells]`, "freq", "mean_p", "count"}.
+    """
+    p = validation.finite_array("p", p, ndim=2)
+    y = np.asarray(y)
+    bins = validation.positive_int("bins", bins)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    z, freq, mean_p, count = [], [], [], []
+    for k in range(p.shape[1]):
+        idx = np.clip(np.digitize(p[:, k], edges) - 1, 0, bins - 1)
+        hit = (y == k).astype(np.float64)
+        for b in range(bins):
+            sel = idx == b
+            m = int(sel.sum())
+            var = float(np.sum(p[sel, k] * (1.0 - p[sel, k])))
+            if m < min_count or var <= 0.0:
+                continue
+            z.append((hit[sel].sum() - p[sel, k].sum()) / np.sqrt(var))
+            freq.append(hit[sel].mean())
+            mean_p.append(p[sel, k].mean())
+            count.append(m)
+    z_arr = np.asarray(z)
+    return {"max_abs_z": float(np.max(np.abs(z_arr))) if len(z_arr) else 0.0, "cells": len(z_arr), "z": z_arr,
+            "freq": np.asarray(freq), "mean_p": np.asarray(mean_p), "count": np.asarray(count)}
+
+
 class Task(abc.ABC):
     """A synthetic classification task with exact BCPs p(x) = P(y | x) (DESIGN 2.1, 3).
 
     Subclasses implement `num_classes`, `dim`, `sample` and `log_bcp`; the rest has defaults.
+    Results of `bayes_accuracy`, `conditional_entropy` and `describe` are cached per instance
+    (tasks are immutable: their arrays are read-only).
     """
 
     #: short name used on the command line ("paper", "triangle", ...)
@@ -63,9 +112,158 @@ class Task(abc.ABC):
         """Return the Bayes class probabilities p(x) `[N, K]` (rows on the simplex)."""
         return np.exp(self.log_bcp(x))
 
+    # ------------------------------------------------------------------ hooks
+    def _logit_weights(self, features: str) -> np.ndarray:
+        """Return W `[K, F+1]` with log p(x) = log_softmax(W (phi(x), 1)), any gauge; ValueError if none."""
+        raise ValueError(f"task {self.name!r} is not realizable by a linear softmax student with {features} features")
+
+    def _class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Return (priors [K], means [K, d], variances [K, d]) if x | y=k ~ N(mu_k, diag v_k), else None."""
+        return None
+
+    def population_moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the population mean m `[d]` and per-coordinate standard deviation s `[d]` of x."""
+        gauss = self._class_gaussians()
+        if gauss is None:
+            raise NotImplementedError(f"{type(self).__name__} does not know its population moments")
+        pi, mu, v = gauss
+        m = pi @ mu
+        return m, np.sqrt(pi @ (v + mu**2) - m**2)
+
+    # ------------------------------------------------------------------ derived
+    def optimum(self, gauge: Any = "pinned", features: Any = "linear") -> np.ndarray:
+        """Return theta* of the linear softmax student, W* `[K', F+1]` (bias last; DESIGN 2.5).
+
+        K' = K-1 for "pinned" (row K fixed at 0), K for "full" (rows sum to zero). The flat
+        parameter vector is `W.reshape(-1)`. Raises ValueError if the student is not realizable.
+        """
+        return fix_gauge(self._logit_weights(feature_kind(features)), gauge)
+
+    def standardized(self) -> Task:
+        """Return the task in coordinates x' = (x - m) / s (DESIGN 2.6); see `Standardized`."""
+        from .standardize import Standardized
+
+        return Standardized(self)
+
+    def _quadrature_ok(self, method: str) -> bool:
+        method = validation.one_of("method", method, METHODS)
+        ok = self._class_gaussians() is not None and self.dim <= quadrature.MAX_DIM
+        if method == "quadrature" and not ok:
+            raise ValueError(f"method='quadrature' needs Gaussian classes and d <= {quadrature.MAX_DIM} (task {self.name!r})")
+        return ok and method != "monte-carlo"
+
+    def _monte_carlo(self, stat: str, n: int, seed: int) -> Estimate:
+        n = validation.positive_int("n", n)
+        x, _ = self.sample(n, np.random.default_rng(seed))
+        logp = self.log_bcp(x)
+        f = np.exp(logp).max(axis=1) if stat == "accuracy" else -np.sum(np.exp(logp) * logp, axis=1)
+        return Estimate(float(f.mean()), float(f.std(ddof=1) / np.sqrt(n)), f"monte carlo (n={n}, seed={seed})")
+
+    def _cached(self, key: tuple, compute):
+        cache = self.__dict__.setdefault("_cache", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    def bayes_accuracy(self, method: str = "auto", n: int = 200_000, seed: int = 0) -> Estimate:
+        """Return E_x max_k p_k(x) (DESIGN 2.1).
+
+        Args:
+            method: "quadrature" (exact inner integral between decision boundaries and adaptive outer
+                one; Gaussian classes, d <= 2, quadratic logits), "monte-carlo" (the mean of
+                max_k p_k over n sampled x, with its SE), or "auto" (quadrature where possible).
+            n: Monte Carlo sample size.
+            seed: Monte Carlo seed.
+        """
+        def compute() -> Estimate:
+            if self._quadrature_ok(method):
+                try:
+                    W = self._logit_weights("quadratic")
+                except ValueError:
+                    W = None
+                if W is not None:
+                    value, err = quadrature.bayes_accuracy_quadratic(*self._class_gaussians(), W)
+                    return Estimate(value, err, "quadrature (exact between decision boundaries, adaptive outer)")
+                if method == "quadrature":
+                    raise ValueError(f"method='quadrature' needs quadratic logits (task {self.name!r})")
+            return self._monte_carlo("accuracy", n, seed)
+
+        return self._cached(("accuracy", method, n, seed), compute)
+
+    def conditional_entropy(self, method: str = "auto", n: int = 200_000, seed: int = 0) -> Estimate:
+        """Return H(Y|X) = E_x[-sum_k p_k log p_k] in nats (DESIGN 2.1); F* of Prop. 1.
+
+        Args:
+            method: "quadrature" (tensor Gauss-Hermite per class, 200 nodes per dimension; the error
+                estimate is the change from 100 nodes), "monte-carlo" (n sampled x, with SE), or
+                "auto" (quadrature where the dimension allows).
+            n: Monte Carlo sample size.
+            seed: Monte Carlo seed.
+        """
+        def compute() -> Estimate:
+            if self._quadrature_ok(method):
+                def f(x: np.ndarray) -> np.ndarray:
+                    logp = self.log_bcp(x)
+                    return -np.sum(np.exp(logp) * logp, axis=1)
+
+                fine = quadrature.gauss_hermite_mean(f, *self._class_gaussians(), nodes=200)
+                coarse = quadrature.gauss_hermite_mean(f, *self._class_gaussians(), nodes=100)
+                return Estimate(float(fine), float(abs(fine - coarse)), "quadrature (Gauss-Hermite, 200 nodes per dimension)")
+            return self._monte_carlo("entropy", n, seed)
+
+        return self._cached(("entropy", method, n, seed), compute)
+
+    def check_bcp(self, n: int = 20_000, rng: np.random.Generator | int | None = None, bins: int = 10) -> dict[str, Any]:
+        """Self-check (STYLE 13): sample (x, y) and compare binned class frequencies with mean p(x).
+
+        Returns the report of `bcp_calibration`; `max_abs_z` above ~4 means p(x) is not the law
+        of y given x.
+        """
+        n = validation.positive_int("n", n)
+        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
+        x, y = self.sample(n, rng)
+        return bcp_calibration(self.bcp(x), y, bins=bins)
+
+    def describe(self, n: int = 200_000, seed: int = 0) -> dict[str, Any]:
+        """Return K, d, Bayes accuracy, H(Y|X) (with SE) and the linear student's Hessian conditioning.
+
+        The Hessian at theta* (`synthetic.linear_hessian`, Monte Carlo over n inputs) is for linear
+        features, or quadratic ones if only those are realizable; "kappa_full" is taken on the range
+        of H. It is None when no linear student is realizable.
+        """
+        def compute() -> dict[str, Any]:
+            out: dict[str, Any] = {
+                "name": self.name, "K": self.num_classes, "d": self.dim,
+                "bayes_accuracy": self.bayes_accuracy(n=n, seed=seed).to_dict(),
+                "conditional_entropy": self.conditional_entropy(n=n, seed=seed).to_dict(),
+                "hessian": None,
+            }
+            for kind in ("linear", "quadratic"):
+                try:
+                    self._logit_weights(kind)
+                except ValueError:
+                    continue
+                hess: dict[str, Any] = {"features": kind, "method": f"monte carlo (n={n}, seed={seed})"}
+                H = linear_hessian(self, "full", kind, n=n, rng=np.random.default_rng(seed))
+                G = H.shape[0] // self.num_classes
+                for gauge, Hg in (("pinned", H[:-G, :-G]), ("full", H)):
+                    cond = hessian_condition(Hg, gauge, self.num_classes)
+                    hess[f"kappa_{gauge}"] = cond["kappa"]
+                    hess[f"lambda_min_{gauge}"] = cond["lambda_min"]
+                    hess[f"lambda_max_{gauge}"] = cond["lambda_max"]
+                out["hessian"] = hess
+                break
+            return out
+
+        return self._cached(("describe", n, seed), compute)
+
+    # ------------------------------------------------------------------ helpers
     def _check_x(self, x: np.ndarray) -> np.ndarray:
         return validation.finite_array("x", x, shape=(None, self.dim))
 
     @staticmethod
     def _normalise(logits: np.ndarray) -> np.ndarray:
         return log_softmax(logits, axis=-1)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} K={self.num_classes} d={self.dim}>"
