@@ -1,0 +1,442 @@
+"""Trained teachers (DESIGN 2.2, section 4): fixed functions p~(x) fitted on a finite labelled sample.
+
+Kinds: a deterministic ReLU MLP trained by Adam on the cross-entropy (E1) with one-hot labels (it
+may overfit, as real teachers do), a deep ensemble of M members (mean of probabilities), MC
+dropout with S passes, and a last-layer Laplace approximation (GGN posterior, prior precision by
+marginal likelihood, probit or MC predictive). The torch numerics live in `bkd_theory.laplace`.
+`teacher_report` measures a teacher against the TRUE BCP p of a synthetic task.
+
+Use as a target law. A trained teacher is deterministic and biased (tbar = p~ != p, Cov(t|x) = 0),
+but unlike `teachers.Teacher` its targets are a function of x, not of p, so its methods take x
+(flag `input_dependent = True`):
+- finite regime: precompute `p_tilde = teacher.targets(x_train)` once and pass it where the loop
+  would pass p to the `bcp` teacher (e.g. `TargetSource(parse_teacher("bcp"), p_tilde, y, ...)`);
+- online regime: `t = teacher.targets(x)` on every fresh batch;
+- theory (E4): sigma_T^2 = E_x ||G (p~ - p)||^2 (the bias term only; Cov = 0).
+"""
+from __future__ import annotations
+
+import abc
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from synthetic import validation
+from synthetic.base import Estimate
+
+from . import laplace
+from . import rng as rng_mod
+from .config import Config, StrEnum
+
+# `rng.generator` key namespaces: training member m (31, m); teacher_report's evaluation sample
+# (32, 0) and its bootstrap (32, 1); Laplace last-layer weight draws (33,).
+_TRAIN_KEY, _EVAL_KEY, _SAMPLE_KEY = 31, 32, 33
+TRAIN_ARGS = ("num_classes", "widths", "epochs", "lr", "weight_decay", "batch_size", "seed", "standardize")
+
+
+class TeacherKind(StrEnum):
+    """The trained teachers of DESIGN 2.2."""
+
+    DETERMINISTIC = "deterministic"
+    ENSEMBLE = "ensemble"
+    MC_DROPOUT = "mc_dropout"
+    LAPLACE = "laplace"
+
+
+@dataclass(frozen=True)
+class TeacherConfig(Config):
+    """Everything that determines a trained teacher given its training sample.
+
+    Attributes:
+        kind: which teacher. widths: hidden widths of the ReLU MLP. epochs: passes over the data
+        (fixed, no early stopping). lr, weight_decay: Adam's step size and (coupled) L2 penalty.
+        batch_size: minibatch size (an epoch's last batch may be smaller). seed: training seed.
+        standardize: standardise inputs by the training sample's mean and std (stored in the
+        teacher, which still takes raw x). members: ensemble size M. p_drop, passes: dropout rate
+        and number S of MC passes. prior_precision: Laplace delta (None = tuned by marginal
+        likelihood on prior_bounds). predictive: Laplace "probit" or "mc"; mc_samples: weight draws.
+    """
+
+    kind: TeacherKind = TeacherKind.DETERMINISTIC
+    widths: tuple[int, ...] = (128, 128)
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    seed: int = 0
+    standardize: bool = True
+    members: int = 1
+    p_drop: float = 0.0
+    passes: int = 1
+    prior_precision: float | None = None
+    prior_bounds: tuple[float, float] = (1e-4, 1e4)
+    predictive: str = "probit"
+    mc_samples: int = 100
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", TeacherKind.coerce(self.kind, "kind"))
+        if len(self.widths) < 1:
+            raise ValueError("widths must hold at least one hidden width, got ()")
+        object.__setattr__(self, "widths", tuple(validation.positive_int("widths", w) for w in self.widths))
+        for name in ("epochs", "batch_size", "members", "passes", "mc_samples"):
+            validation.positive_int(name, getattr(self, name))
+        validation.positive_int("seed", self.seed, minimum=0)
+        validation.positive("lr", self.lr)
+        validation.nonnegative("weight_decay", self.weight_decay)
+        if not 0.0 <= validation.in_interval("p_drop", self.p_drop, 0.0, 1.0) < 1.0:
+            raise ValueError(f"p_drop must be in [0, 1), got {self.p_drop!r}")
+        if self.prior_precision is not None:
+            validation.positive("prior_precision", self.prior_precision)
+        laplace.check_bounds(self.prior_bounds)
+        validation.one_of("predictive", self.predictive, ("probit", "mc"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Teachers
+
+
+class TrainedTeacher(abc.ABC):
+    """A fixed target function p~(x), usable as a deterministic, biased target law.
+
+    Attributes:
+        name: short label, e.g. "ensemble:5" (also `spec`). num_classes: K. dim: d.
+        unbiased: False (tbar = p~ != p in general). stochastic: False (Cov(t | x) = 0).
+        config: the `TeacherConfig` it was fitted with (None for reference teachers).
+        train_time: wall-clock fitting time in seconds (nan for reference teachers).
+    """
+
+    unbiased = False
+    stochastic = False
+    input_dependent = True  # methods take x, not the true BCP p (module docstring)
+
+    def __init__(self, name: str, num_classes: int, dim: int, config: TeacherConfig | None = None,
+                 train_time: float = float("nan")) -> None:
+        self.name = self.spec = name
+        self.num_classes, self.dim, self.config, self.train_time = num_classes, dim, config, train_time
+
+    @abc.abstractmethod
+    def _log_proba(self, x: np.ndarray) -> np.ndarray:
+        """log p~(x) `[N, K]` for validated x."""
+
+    def log_proba(self, x: np.ndarray) -> np.ndarray:
+        """Return log p~(x) `[N, K]` float64, computed in log space (no underflow to -inf)."""
+        x = validation.finite_array("x", x, shape=(None, self.dim))
+        with laplace.single_thread():
+            return self._log_proba(x)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Return p~(x) `[N, K]` float64; rows on the simplex."""
+        return np.exp(self.log_proba(x))
+
+    def targets(self, x: np.ndarray) -> np.ndarray:
+        """The targets t = p~(x) `[N, K]` (= `predict_proba`, = `mean`, = `sample`)."""
+        return self.predict_proba(x)
+
+    mean = targets
+
+    def sample(self, x: np.ndarray, y: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Return t = p~(x) `[N, K]`; y and rng are accepted for symmetry with `Teacher` and ignored."""
+        return self.predict_proba(x)
+
+    def cov(self, x: np.ndarray) -> np.ndarray:
+        """Cov(t | x) = 0 `[N, K, K]`."""
+        return np.zeros((np.shape(x)[0], self.num_classes, self.num_classes))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class FunctionTeacher(TrainedTeacher):
+    """A reference teacher from a log-probability function, e.g. the exact BCP `task.log_bcp`."""
+
+    def __init__(self, log_proba: Callable[[np.ndarray], np.ndarray], name: str, num_classes: int, dim: int) -> None:
+        super().__init__(name, num_classes, dim)
+        self._fn = log_proba
+
+    def _log_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self._fn(x), dtype=np.float64)
+
+
+class NetworkTeacher(TrainedTeacher):
+    """p~(x) = mean over networks of softmax(f_j(x)): M ensemble members or S fixed dropout masks.
+
+    MC dropout draws its S masks once, at fitting time, and shares them across inputs (a mask per
+    pass is a sample of the weights), so p~ is a fixed function of x, independent of batching.
+    The networks are `model` (`laplace.StackedMLP`).
+    """
+
+    def __init__(self, name: str, model: laplace.StackedMLP, num_classes: int, config: TeacherConfig,
+                 train_time: float) -> None:
+        super().__init__(name, num_classes, model.layers[0][0].shape[-1], config, train_time)
+        self.model = model
+
+    def _log_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.log_proba(x).numpy()
+
+
+class LaplaceTeacher(TrainedTeacher):
+    """Last-layer Laplace around a MAP network: probit or MC predictive (`bkd_theory.laplace`)."""
+
+    def __init__(self, net: NetworkTeacher, posterior: laplace.LastLayerPosterior, config: TeacherConfig,
+                 train_time: float) -> None:
+        super().__init__(f"laplace:{config.predictive}", net.num_classes, net.dim, config, train_time)
+        self.net, self.posterior, self.weight_samples = net, posterior, None
+        if config.predictive == "mc":  # fixed draws, so p~ stays a fixed function of x
+            seed = int(rng_mod.generator(config.seed, _SAMPLE_KEY).integers(2**62))
+            self.weight_samples = posterior.sample(config.mc_samples, torch.Generator().manual_seed(seed))
+
+    @property
+    def prior_precision(self) -> float:
+        """The prior precision delta in use (tuned or given)."""
+        return self.posterior.prior_precision
+
+    def _log_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.posterior.log_proba(laplace.augment(self.net.model.features(x)), self.weight_samples).numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Fitting
+
+
+def _check_data(x: np.ndarray, y: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    x = validation.finite_array("x", x, ndim=2)
+    if x.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 samples, got shape {x.shape}")
+    y_arr = np.asarray(y)
+    if y_arr.shape != (x.shape[0],) or not np.issubdtype(y_arr.dtype, np.integer):
+        raise ValueError(f"y must be an integer array of shape ({x.shape[0]},), got {y_arr.dtype} {y_arr.shape}")
+    K = int(y_arr.max()) + 1 if num_classes is None else validation.positive_int("num_classes", num_classes, minimum=2)
+    if K < 2 or y_arr.min() < 0 or y_arr.max() >= K:
+        raise ValueError(f"y must take values in {{0..K-1}} with K={K} >= 2, got range [{y_arr.min()}, {y_arr.max()}]")
+    return x, y_arr.astype(np.int64), K
+
+
+def _config(kind: str, train: dict[str, Any], **specific: Any) -> tuple[int | None, TeacherConfig]:
+    unknown = sorted(set(train) - set(TRAIN_ARGS))
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not a parameter of kind {kind!r}; allowed: {sorted((*TRAIN_ARGS, *specific))}")
+    train = dict(train)
+    num_classes = train.pop("num_classes", None)
+    if "widths" in train:
+        train["widths"] = tuple(np.atleast_1d(train["widths"]).tolist())
+    return num_classes, TeacherConfig(kind=kind, **train, **specific)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, num_classes: int | None, cfg: TeacherConfig) -> TrainedTeacher:
+    x, y, K = _check_data(x, y, num_classes)
+    with laplace.single_thread():
+        t0 = time.perf_counter()
+        model = laplace.fit_stacked_mlp(
+            x, y, K, standardize=cfg.standardize, gens=[rng_mod.generator(cfg.seed, _TRAIN_KEY, m) for m in
+                                                        range(cfg.members)],
+            passes=cfg.passes if cfg.kind is TeacherKind.MC_DROPOUT else None, widths=cfg.widths,
+            epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, p_drop=cfg.p_drop)
+        name = {TeacherKind.DETERMINISTIC: "deterministic", TeacherKind.ENSEMBLE: f"ensemble:{cfg.members}",
+                TeacherKind.MC_DROPOUT: f"mc_dropout:{cfg.p_drop:g}:{cfg.passes}", TeacherKind.LAPLACE: "map"}[cfg.kind]
+        net_cfg = cfg.replace(kind="deterministic") if cfg.kind is TeacherKind.LAPLACE else cfg
+        net = NetworkTeacher(name, model, K, net_cfg, time.perf_counter() - t0)
+    if cfg.kind is not TeacherKind.LAPLACE:
+        return net
+    return laplace_from_network(net, x, y, prior_precision=cfg.prior_precision, prior_bounds=cfg.prior_bounds,
+                                predictive=cfg.predictive, mc_samples=cfg.mc_samples)
+
+
+def fit_deterministic(x: np.ndarray, y: np.ndarray, *, num_classes: int | None = None,
+                      widths: tuple[int, ...] = (128, 128), epochs: int = 100, lr: float = 1e-3,
+                      weight_decay: float = 0.0, batch_size: int = 64, seed: int = 0,
+                      standardize: bool = True) -> NetworkTeacher:
+    """Fit one ReLU MLP by Adam on the cross-entropy with labels y (fixed epochs; it may overfit).
+
+    Args:
+        x: training inputs `[n, d]`. y: labels `[n]` int in {0..K-1}.
+        num_classes: K (default max(y) + 1). The rest: see `TeacherConfig`. These are the training
+            arguments (`TRAIN_ARGS`) that every other `fit_*` also accepts as keywords.
+    """
+    return _fit(x, y, *_config("deterministic", dict(
+        num_classes=num_classes, widths=widths, epochs=epochs, lr=lr, weight_decay=weight_decay,
+        batch_size=batch_size, seed=seed, standardize=standardize)))
+
+
+def fit_ensemble(x: np.ndarray, y: np.ndarray, *, members: int = 5, **train: Any) -> NetworkTeacher:
+    """Deep ensemble: `members` MLPs (own init and batch order); p~ = mean of their softmaxes.
+
+    `train`: the training arguments of `fit_deterministic`; member 0 is that very network.
+    """
+    return _fit(x, y, *_config("ensemble", train, members=members))
+
+
+def fit_mc_dropout(x: np.ndarray, y: np.ndarray, *, p_drop: float = 0.1, passes: int = 32,
+                   **train: Any) -> NetworkTeacher:
+    """MC dropout: dropout `p_drop` after each hidden layer in training; p~ = mean over `passes` masks."""
+    return _fit(x, y, *_config("mc_dropout", train, p_drop=p_drop, passes=passes))
+
+
+def fit_laplace(x: np.ndarray, y: np.ndarray, *, prior_precision: float | None = None,
+                prior_bounds: tuple[float, float] = (1e-4, 1e4), predictive: str = "probit",
+                mc_samples: int = 100, **train: Any) -> LaplaceTeacher:
+    """Last-layer Laplace around the MAP network `fit_deterministic(x, y, **train)`.
+
+    The Laplace arguments are those of `laplace_from_network`.
+    """
+    return _fit(x, y, *_config("laplace", train, prior_precision=prior_precision, prior_bounds=tuple(prior_bounds),
+                                 predictive=predictive, mc_samples=mc_samples))
+
+
+def laplace_from_network(net: NetworkTeacher, x: np.ndarray, y: np.ndarray, *,
+                         prior_precision: float | None = None, prior_bounds: tuple[float, float] = (1e-4, 1e4),
+                         predictive: str = "probit", mc_samples: int = 100) -> LaplaceTeacher:
+    """Put a last-layer Laplace posterior on a trained deterministic network (no retraining).
+
+    Args:
+        net: a one-member network without dropout (`fit_deterministic`), trained on (x, y).
+        x, y: that training sample, `[n, d]` and `[n]`.
+        prior_precision: delta; None tunes it by the Laplace marginal likelihood on `prior_bounds`.
+        predictive: "probit" (multiclass probit) or "mc" (`mc_samples` last-layer weight draws).
+    """
+    if not isinstance(net, NetworkTeacher) or net.model.layers[0][0].shape[0] != 1 or net.model.masks is not None:
+        raise ValueError(f"net must be a deterministic NetworkTeacher (one member, no dropout), got {net!r}")
+    cfg = net.config.replace(kind="laplace", prior_precision=prior_precision, prior_bounds=tuple(prior_bounds),
+                             predictive=predictive, mc_samples=mc_samples)
+    x, y, _ = _check_data(x, y, net.num_classes)
+    with laplace.single_thread():
+        t0 = time.perf_counter()
+        post = laplace.fit_posterior(laplace.last_layer_theta(net.model.layers), laplace.augment(net.model.features(x)),
+                                     torch.as_tensor(y), prior_precision=prior_precision, bounds=cfg.prior_bounds)
+        return LaplaceTeacher(net, post, cfg, net.train_time + time.perf_counter() - t0)
+
+
+_FITTERS = {TeacherKind.DETERMINISTIC: fit_deterministic, TeacherKind.ENSEMBLE: fit_ensemble,
+            TeacherKind.MC_DROPOUT: fit_mc_dropout, TeacherKind.LAPLACE: fit_laplace}
+
+
+def fit_teacher(kind: str, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> TrainedTeacher:
+    """Fit a teacher of `kind` ("deterministic", "ensemble", "mc_dropout", "laplace").
+
+    `kwargs` are those of that kind's `fit_*` function; anything else raises ValueError.
+    """
+    kind = TeacherKind.coerce(kind, "kind")
+    if kind is TeacherKind.DETERMINISTIC:
+        _config(kind.value, kwargs)  # unknown keywords: ValueError rather than TypeError
+    return _FITTERS[kind](x, y, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Quality against the true BCP
+
+
+def pointwise_metrics(teacher: Any, x: np.ndarray, log_p: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample comparison of p~ with the true p, each `[N]` (except "probs" `[N, K]`).
+
+    Keys: "kl" = KL(p || p~) (nats), "l2" = ||p~ - p||_2, "brier" = sum_k (p~_k - p_k)^2,
+    "confidence" = max_k p~_k, "true_prob" = p_a(x) with a = argmax_k p~_k (the chance that the
+    teacher's top class is right), "argmax" = a, "bayes" = argmax_k p_k, "probs" = p~.
+
+    Args:
+        teacher: any object with `log_proba(x)` or `predict_proba(x)` `[N, K]`.
+        x: inputs `[N, d]`. log_p: the task's log BCPs at x `[N, K]`.
+    """
+    if hasattr(teacher, "log_proba"):
+        log_pt = np.asarray(teacher.log_proba(x), dtype=np.float64)
+    else:
+        log_pt = np.log(np.clip(np.asarray(teacher.predict_proba(x), dtype=np.float64), 1e-300, None))
+    if log_pt.shape != log_p.shape:
+        raise ValueError(f"teacher must return probabilities of shape {log_p.shape}, got {log_pt.shape}")
+    p, pt = np.exp(log_p), np.exp(log_pt)
+    a, rows = pt.argmax(axis=1), np.arange(len(pt))
+    brier = ((pt - p) ** 2).sum(axis=1)
+    return {"kl": np.where(p > 0, p * (log_p - log_pt), 0.0).sum(axis=1), "l2": np.sqrt(brier), "brier": brier,
+            "confidence": pt[rows, a], "true_prob": p[rows, a], "argmax": a, "bayes": p.argmax(axis=1), "probs": pt}
+
+
+def ece_against_truth(confidence: np.ndarray, true_prob: np.ndarray, *, bins: int = 15) -> float:
+    """ECE against the true p: sum_b (n_b / n) |mean_b confidence - mean_b p_{argmax p~}(x)|.
+
+    Bins: `bins` equal-width intervals of [0, 1] in the confidence max_k p~_k. A bin's accuracy is
+    the mean TRUE probability of the teacher's top class, not a label frequency, so the exact
+    teacher has ECE = 0 exactly (no label-sampling bias).
+    """
+    idx = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    return float(np.abs(np.bincount(idx, weights=confidence - true_prob, minlength=bins)).sum() / len(confidence))
+
+
+@dataclass(frozen=True)
+class TeacherReport:
+    """A teacher measured against the true BCP p on n fresh samples.
+
+    Attributes:
+        estimates: metric name -> `Estimate`: "kl" mean KL(p || p~) (nats); "l2" mean ||p~ - p||;
+            "brier" Brier score against p, mean sum_k (p~_k - p_k)^2; "brier_labels" ordinary Brier
+            score mean ||p~ - e_y||^2 (its expectation is brier + 1 - E||p||^2); "ece"
+            (`ece_against_truth`, bootstrap SE); "accuracy" against the sampled labels;
+            "bayes_agreement" argmax p~ == argmax p; "confidence" mean max_k p~_k.
+        train_time: fitting time in seconds (nan if unknown).
+    """
+
+    name: str
+    n: int
+    estimates: dict[str, Estimate]
+    train_time: float
+
+    def __getitem__(self, metric: str) -> Estimate:
+        return self.estimates[metric]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict: name, n, train_time, and `<metric>` / `<metric>_se` for every metric."""
+        out: dict[str, Any] = {"name": self.name, "n": self.n, "train_time": self.train_time}
+        for m, est in self.estimates.items():
+            out[m], out[f"{m}_se"] = est.value, est.se
+        return out
+
+
+def _eval_sample(task: Any, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = validation.positive_int("n", n, minimum=2)
+    x, y = task.sample(n, rng_mod.generator(seed, _EVAL_KEY, 0))
+    return x, y, task.log_bcp(x)
+
+
+def teacher_report(teacher: Any, task: Any, n: int, seed: int = 0, *, bins: int = 15,
+                   bootstrap: int = 200) -> TeacherReport:
+    """Measure a teacher against the true BCP on n fresh samples from `task`.
+
+    The sample comes from `rng.generator(seed, 32, 0)`: teachers reported with the same (task, n,
+    seed) are compared on the same points. SE: std/sqrt(n) for means; for the ECE, the std of
+    `bootstrap` ECEs on resampled points (generator `rng.generator(seed, 32, 1)`).
+
+    Args:
+        teacher: a `TrainedTeacher` or any object with `predict_proba(x)` `[N, K]`.
+        task: a `synthetic` task (sample, log_bcp). n: evaluation sample size. bins: ECE bins.
+    """
+    validation.positive_int("bins", bins)
+    validation.positive_int("bootstrap", bootstrap, minimum=2)
+    x, y, log_p = _eval_sample(task, n, seed)
+    m = pointwise_metrics(teacher, x, log_p)
+    per_sample = {"kl": m["kl"], "l2": m["l2"], "brier": m["brier"],
+                  "brier_labels": ((m["probs"] - np.eye(log_p.shape[1])[y]) ** 2).sum(axis=1),
+                  "accuracy": (m["argmax"] == y).astype(float),
+                  "bayes_agreement": (m["argmax"] == m["bayes"]).astype(float), "confidence": m["confidence"]}
+    est = {k: Estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)), f"mean over {n} fresh samples; "
+                       "se = std/sqrt(n)") for k, v in per_sample.items()}
+    boot = rng_mod.generator(seed, _EVAL_KEY, 1)
+    eces = [ece_against_truth(m["confidence"][i], m["true_prob"][i], bins=bins)
+            for i in (boot.integers(0, n, n) for _ in range(bootstrap))]
+    est["ece"] = Estimate(ece_against_truth(m["confidence"], m["true_prob"], bins=bins), float(np.std(eces, ddof=1)),
+                          f"ECE against true p, {bins} bins, {n} fresh samples; se = bootstrap ({bootstrap})")
+    order = ("kl", "l2", "brier", "brier_labels", "ece", "accuracy", "bayes_agreement", "confidence")
+    return TeacherReport(str(getattr(teacher, "name", type(teacher).__name__)), n, {k: est[k] for k in order},
+                         float(getattr(teacher, "train_time", float("nan"))))
+
+
+def paired_difference(a: Any, b: Any, task: Any, n: int, seed: int = 0, *, metric: str = "kl") -> Estimate:
+    """Mean of metric(a) - metric(b) on the SAME n points as `teacher_report`; se = std(diff)/sqrt(n).
+
+    Pairing removes the variation of x shared by both teachers. `metric`: "kl", "l2" or "brier".
+    """
+    validation.one_of("metric", metric, ("kl", "l2", "brier"))
+    x, _, log_p = _eval_sample(task, n, seed)
+    diff = pointwise_metrics(a, x, log_p)[metric] - pointwise_metrics(b, x, log_p)[metric]
+    return Estimate(float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n)),
+                    f"paired mean difference of {metric} over {n} fresh samples; se = std/sqrt(n)")
