@@ -30,6 +30,7 @@ label part of `smoothing` and `mixture`) is the same in both modes.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ from .config import NoiseMode
 
 __all__ = [
     "Teacher", "OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature",
-    "Smoothing", "Mixture", "MC", "parse_teacher", "TargetSource", "TEACHER_NAMES",
+    "Smoothing", "Mixture", "MC", "parse_teacher", "TargetSource", "TEACHER_NAMES", "draw_targets",
 ]
 
 
@@ -385,6 +386,15 @@ def parse_teacher(spec: str | Teacher) -> Teacher:
             return MC(positive_int("S", _number(parts[1], "S", spec)), base)
         return Mixture(_number(parts[1], "lam", spec), base)
     raise ValueError(f"teacher spec {spec!r}: unknown teacher {parts[0]!r}; known: {', '.join(TEACHER_NAMES)}")
+
+
+def draw_targets(teacher: Any, x: np.ndarray, p: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+    """Return targets `[N, K]` for inputs x `[N, d]` with true BCPs p `[N, K]` and labels y `[N]`.
+
+    A target law of this module reads (p, y); a trained teacher (`bkd_theory.bayesian`, flag
+    `input_dependent`) is a fixed function of x and reads (x, y).
+    """
+    return teacher.sample(x if getattr(teacher, "input_dependent", False) else p, y, rng)
 
 
 class TargetSource:

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+# The tensors in these tests are tiny; one intra-op thread avoids OpenMP start-up costs that dominate
+# (and vary) when both cores are busy. The library itself sets threads per run (sgd.run(threads=1)).
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:  # imported for annotations only; the loop passes the objects 
     from ..teachers import Teacher
 
 
+#: cap on chains x eval points x (d + 1) per chunk when evaluating the student on the eval set
+EVAL_CHUNK_ELEMENTS = 2_000_000
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """A fixed evaluation sample shared by every chain and every recorded step.
@@ -39,6 +43,18 @@ class EvalSet:
     y: torch.Tensor
     p: torch.Tensor
     log_p: torch.Tensor
+
+    @classmethod
+    def from_task(cls, task: "Task", n: int, rng: np.random.Generator, dtype: torch.dtype = torch.float64) -> "EvalSet":
+        """Draw `n` points from `task` with `rng` and store them with their exact BCPs."""
+        x, y = task.sample(n, rng)
+        log_p = task.log_bcp(x)
+        return cls(
+            x=torch.as_tensor(x, dtype=dtype),
+            y=torch.as_tensor(y, dtype=torch.int64),
+            p=torch.as_tensor(np.exp(log_p), dtype=dtype),
+            log_p=torch.as_tensor(log_p, dtype=dtype),
+        )
 
 
 @dataclass(frozen=True)
@@ -79,9 +95,19 @@ class StepContext:
 
     @functools.cached_property
     def eval_log_q(self) -> torch.Tensor:
-        """Student log-probabilities on the evaluation inputs, `[R, N, K]`."""
-        x = self.eval_set.x.expand(self.theta.shape[0], *self.eval_set.x.shape)
-        return self.student.log_probs(self.theta, x)
+        """Student log-probabilities on the evaluation inputs, `[R, N, K]`.
+
+        Computed in chunks of chains so that the student's per-chain copies of the inputs (e.g. the
+        linear student's xt `[r, N, F+1]`) stay within `EVAL_CHUNK_ELEMENTS` elements.
+        """
+        chains = self.theta.shape[0]
+        n, d = self.eval_set.x.shape
+        step = max(1, EVAL_CHUNK_ELEMENTS // max(1, n * (d + 1)))
+        parts = []
+        for lo in range(0, chains, step):
+            theta = self.theta[lo : lo + step]
+            parts.append(self.student.log_probs(theta, self.eval_set.x.expand(theta.shape[0], n, d)))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @runtime_checkable
@@ -130,3 +156,19 @@ class LogSpaced:
             return True
         lo, hi = np.log10(step - 1), np.log10(step)
         return int(np.floor(hi * self.per_decade)) > int(np.floor(lo * self.per_decade))
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """Base for instruments that observe on a schedule `when(step) -> bool` (default: every step)."""
+
+    when: Callable[[int], bool] = Every(1)
+
+    def schedule(self, step: int) -> bool:
+        """Return True when the instrument should observe at `step`."""
+        return bool(self.when(step))
+
+
+def mask_inactive(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """Return `values` `[R]` with NaN for chains that have diverged (`active` False)."""
+    return torch.where(active.to(values.device), values, torch.full_like(values, float("nan")))

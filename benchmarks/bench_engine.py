@@ -1,0 +1,246 @@
+"""Throughput of the vectorised SGD engine against a naive PyTorch loop, measured in one run.
+
+Naive baseline (as research notebooks do it): one model at a time, batch 1, an `nn.Linear` or a
+2x128 ReLU `nn.Sequential`, autograd and `torch.optim.SGD`, on pre-drawn data tensors. Its data and
+targets are drawn before the clock starts (this favours the baseline); the engine draws fresh
+points and teacher targets inside its timed loop (online regime). The baseline runs fewer chains
+and steps than the engine; both are reported as chain-steps per second (one chain-step = one SGD
+update of one chain), so the ratio compares like with like. A third rate, `grad`, times
+`student.batch_grad` alone on pre-drawn data: the gap between it and the engine is the data feed,
+the parameter update and the loop's bookkeeping.
+
+A second table times the trace of the per-sample gradient covariance, tr Cov(g) =
+m/(m-1) (mean ||g_i||^2 - ||mean g_i||^2), three ways on the same m points: `torch.func`
+(`vmap(grad)`), a Python loop of autograd backward passes over samples, and the toolkit's
+instrument path (`student.per_sample_grads`, chunked; closed form E11 for the linear student).
+
+Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N]
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from bkd_theory.instruments import Distance, Every, ExcessRisk, gradient_moments
+from bkd_theory.rng import generator
+from bkd_theory.students import make_student
+from bkd_theory.teachers import parse_teacher
+from synthetic import make_task
+
+
+@dataclass(frozen=True)
+class Case:
+    """One engine-vs-baseline comparison."""
+
+    label: str
+    student: str
+    chains: int
+    steps: int
+    base_chains: int
+    base_steps: int
+    gamma: float
+
+
+def cases(quick: bool) -> list[Case]:
+    # engine steps are multiples of the feed's page (256 samples per chain), so no drawn data is wasted
+    if quick:
+        return [
+            Case("linear, paper task", "linear", 1000, 256, 2, 300, 1e-3),
+            Case("mlp 2x128, paper task", "mlp", 64, 128, 2, 300, 5e-4),
+        ]
+    return [
+        Case("linear, paper task", "linear", 1000, 1024, 4, 1000, 1e-3),
+        Case("mlp 2x128, paper task", "mlp", 64, 768, 4, 1000, 5e-4),
+    ]
+
+
+def naive_model(student: str, d: int, k: int) -> nn.Module:
+    if student == "linear":
+        return nn.Linear(d, k)
+    return nn.Sequential(nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, k))
+
+
+def naive_rate(case: Case, task, teacher, seed: int) -> float:
+    """Chain-steps/s of the notebook loop: one model per chain, batch 1, autograd + optim.SGD."""
+    elapsed = 0.0
+    for r in range(case.base_chains):
+        rng = generator(seed, 7, r)
+        x, y = task.sample(case.base_steps, rng)
+        t = teacher.sample(task.bcp(x), y, rng)
+        xs, ts = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(t, dtype=torch.float32)
+        torch.manual_seed(seed + r)
+        model = naive_model(case.student, task.dim, task.num_classes)
+        opt = torch.optim.SGD(model.parameters(), lr=case.gamma)
+        start = time.perf_counter()
+        for i in range(case.base_steps):
+            opt.zero_grad()
+            log_q = torch.log_softmax(model(xs[i : i + 1]), dim=-1)
+            loss = -(ts[i : i + 1] * log_q).sum(dim=-1).mean()
+            loss.backward()
+            opt.step()
+        elapsed += time.perf_counter() - start
+    return case.base_chains * case.base_steps / elapsed
+
+
+def engine_rate(case: Case, seed: int, instruments: list, profile: bool) -> tuple[float, str]:
+    """Chain-steps/s of `bkd_theory.sgd.run` (online, float32, batch 1), after a short warm-up."""
+    from bkd_theory import sgd
+
+    init = "perturbed" if case.student == "linear" else "random"
+    common = dict(task="paper", standardize=True, student=case.student, teacher="onehot", gamma=case.gamma,
+                  batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32")
+    sgd.run(steps=5, eval_every=5, instruments=[], **common)  # warm-up: imports, allocations
+    prof = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if prof:
+        prof.enable()
+    sgd.run(steps=case.steps, eval_every=max(1, case.steps // 10), instruments=instruments, **common)
+    if prof:
+        prof.disable()
+    elapsed = time.perf_counter() - start
+    report = ""
+    if prof:
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(14)
+        report = buf.getvalue()
+    return case.chains * case.steps / elapsed, report
+
+
+def grad_rate(case: Case, task, teacher, seed: int) -> float:
+    """Chain-steps/s of `student.batch_grad` alone on pre-drawn data (no feed, no update, no checks).
+
+    The gap between this and `engine_rate` is the data feed (per-chain sampling of inputs and
+    targets), the parameter update and the loop's bookkeeping.
+    """
+    student = make_student(case.student, task, dtype=torch.float32)
+    rng = generator(seed, 9)
+    pages = min(case.steps, 128)
+    x, y = task.sample(pages * case.chains, rng)
+    t = teacher.sample(task.bcp(x), y, rng)
+    xs = torch.as_tensor(x, dtype=torch.float32).reshape(pages, case.chains, 1, -1)
+    ts = torch.as_tensor(t, dtype=torch.float32).reshape(pages, case.chains, 1, -1)
+    theta = 0.05 * torch.randn(case.chains, student.num_params, generator=torch.Generator().manual_seed(seed))
+    start = time.perf_counter()
+    for k in range(case.steps):
+        student.batch_grad(theta, xs[k % pages], ts[k % pages])
+    return case.chains * case.steps / (time.perf_counter() - start)
+
+
+def time_call(fn: Callable[[], float], repeats: int = 3) -> tuple[float, float]:
+    """Return (best wall time in s, value) of `fn` over `repeats` calls."""
+    best, value = float("inf"), float("nan")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def trace_benchmark(student_spec: str, task, teacher, m: int, seed: int) -> list[tuple[str, float, float]]:
+    """Time tr Cov(g) over m per-sample gradients: torch.func, Python loop, toolkit instrument."""
+    rng = generator(seed, 8)
+    x, y = task.sample(m, rng)
+    t = teacher.sample(task.bcp(x), y, rng)
+    xs, ts = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(t, dtype=torch.float32)
+    torch.manual_seed(seed)
+    model = naive_model(student_spec, task.dim, task.num_classes)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def trace_of(g: torch.Tensor) -> float:
+        g = g.double()
+        return float(((g * g).sum(1).mean() - (g.mean(0) ** 2).sum()) * m / (m - 1))
+
+    def loss1(p, xi, ti):
+        return -(ti * torch.log_softmax(functional_call(model, p, (xi,)), dim=-1)).sum()
+
+    psg = vmap(grad(loss1), in_dims=(None, 0, 0))
+
+    def with_func() -> float:
+        gs = psg(params, xs, ts)
+        return trace_of(torch.cat([gs[k].reshape(m, -1) for k in params], dim=1))
+
+    def with_loop() -> float:
+        rows = []
+        for i in range(m):
+            model.zero_grad()
+            loss1(dict(model.named_parameters()), xs[i], ts[i]).backward()
+            rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        return trace_of(torch.stack(rows))
+
+    # the toolkit's path: the same parameters in the student's flat layout (full gauge for linear)
+    student = make_student(student_spec, task, gauge="full", dtype=torch.float32)
+    if student_spec == "linear":
+        flat = torch.cat([params["weight"], params["bias"][:, None]], dim=1).reshape(1, -1)
+    else:
+        flat = torch.cat([v.reshape(-1) for v in params.values()]).reshape(1, -1)
+
+    def with_instrument() -> float:
+        mom = gradient_moments(student, flat, lambda c: (xs[None, :c], ts[None, :c]), m)
+        return float(mom.cov_trace[0])
+
+    out = []
+    for name, fn in (("torch.func vmap(grad)", with_func), ("python loop (autograd)", with_loop),
+                     ("instrument (per_sample_grads)", with_instrument)):
+        seconds, value = time_call(fn)
+        out.append((name, seconds, value))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (~15 s)")
+    ap.add_argument("--profile", action="store_true", help="cProfile the engine runs and print the top functions")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads for both engine and baseline (default 1: the batch-1 baseline "
+                         "cannot use more, and idle spinning threads distort timings on a busy machine)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    task = make_task("paper", standardize=True)
+    teacher = parse_teacher("onehot")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, batch 1, onehot targets, "
+          f"paper task (K={task.num_classes}, d={task.dim}, standardised)")
+    print("rates in chain-steps/s (cs/s); ratio = engine / naive. naive: fewer chains and steps than the engine,")
+    print("data pre-drawn outside its clock. grad: student.batch_grad alone on pre-drawn data.")
+    print("+2 instr: engine with dist2 and excess_risk (eval set of 2000 points) every steps/10.\n")
+    header = (f"{'student':<24}{'R':>6}{'steps':>7}{'engine cs/s':>14}{'+2 instr cs/s':>15}{'grad cs/s':>13}"
+              f"{'naive cs/s':>12}{'naive R x steps':>17}{'ratio':>9}")
+    print(header)
+    print("-" * len(header))
+    profiles = []
+    for case in cases(args.quick):
+        eng, prof = engine_rate(case, args.seed, [], args.profile)
+        few = [Distance(Every(max(1, case.steps // 10))), ExcessRisk(Every(max(1, case.steps // 10)))]
+        eng_few, _ = engine_rate(case, args.seed, few, False)
+        kern = grad_rate(case, task, teacher, args.seed)
+        base = naive_rate(case, task, teacher, args.seed)
+        print(f"{case.label:<24}{case.chains:>6}{case.steps:>7}{eng:>14,.0f}{eng_few:>15,.0f}{kern:>13,.0f}{base:>12,.0f}"
+              f"{f'{case.base_chains} x {case.base_steps}':>17}{eng / base:>8.1f}x")
+        if prof:
+            profiles.append((case.label, prof))
+    m = 256 if args.quick else 1024
+    print(f"\nper-sample gradient covariance trace tr Cov(g), m = {m} samples, one model")
+    header = f"{'student':<12}{'method':<32}{'seconds':>10}{'speed-up vs loop':>18}{'tr Cov':>12}"
+    print(header)
+    print("-" * len(header))
+    for spec in ("linear", "mlp"):
+        rows = trace_benchmark(spec, task, teacher, m, args.seed)
+        loop = rows[1][1]
+        for name, seconds, value in rows:
+            print(f"{spec:<12}{name:<32}{seconds:>10.4f}{loop / seconds:>17.1f}x{value:>12.5g}")
+    for label, prof in profiles:
+        print(f"\nprofile of the engine run ({label}), top functions by own time:\n{prof}")
+
+
+if __name__ == "__main__":
+    main()

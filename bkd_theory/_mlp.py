@@ -1,0 +1,198 @@
+"""The MLP student (re-exported by `bkd_theory.students`; import it from there).
+
+Per-sample gradients, the probability Jacobian and the Hessian come from `torch.func`
+(`functional_call`, `grad`, `vmap` over samples and over the chain axis of the flat parameters,
+unflattened inside). The SGD hot path (`batch_grad`, `sgd_step`) is a hand-written backward pass
+over the stacked chains, checked against the `torch.func` path and tests/oracles.py.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, hessian, jacrev, vmap
+
+from synthetic import validation
+
+from .students import Student, as_dtype
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synthetic.base import Task
+
+    from .rng import Streams
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "silu": nn.SiLU, "elu": nn.ELU}
+
+
+#: d act(z) / dz from (z, a = act(z)), for the hand-written backward pass of `MLP.batch_grad`
+DERIVATIVES = {
+    "relu": lambda z, a: (z > 0).to(a.dtype),
+    "tanh": lambda z, a: 1.0 - a * a,
+    "sigmoid": lambda z, a: a * (1.0 - a),
+    "elu": lambda z, a: torch.where(z > 0, torch.ones_like(a), a + 1.0),
+    "gelu": lambda z, a: 0.5 * (1.0 + torch.erf(z / math.sqrt(2.0))) + z * torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi),
+    "silu": lambda z, a: torch.sigmoid(z) * (1.0 + z * (1.0 - torch.sigmoid(z))),
+}
+
+class MLP(Student):
+    """Fully connected softmax student with hidden `widths` and one `activation`.
+
+    Flat layout: for each layer in order, W `[out, in]` row-major then b `[out]` (the order of
+    `task.network_optimum()`). Per-sample gradients, the probability Jacobian and the Hessian come
+    from `torch.func` through `functional_call`; `batch_grad` is a hand-written backward pass.
+    Random init: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from each chain's torch generator
+    (`init_scale` is not used).
+    """
+
+    def __init__(self, task: "Task", widths: Sequence[int] = (128, 128), activation: str = "relu", dtype: Any = torch.float32):
+        self.widths = tuple(validation.positive_int("widths", w) for w in widths)
+        self.activation = validation.one_of("activation", str(activation).lower(), tuple(ACTIVATIONS))
+        self.dtype = as_dtype(dtype)
+        self.num_classes, self.dim = int(task.num_classes), int(task.dim)
+        dims = (self.dim, *self.widths, self.num_classes)
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b, device="meta", dtype=self.dtype))
+            if i < len(dims) - 2:
+                layers.append(ACTIVATIONS[self.activation]())
+        self.module = nn.Sequential(*layers)
+        self.shapes = [(name, tuple(p.shape)) for name, p in self.module.named_parameters()]
+        self.num_params = sum(math.prod(s) for _, s in self.shapes)
+        self.spec = "mlp:" + "x".join(map(str, self.widths)) + f":{self.activation}"
+        self._psg = vmap(vmap(grad(self._loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))
+
+    def __repr__(self) -> str:
+        return f"MLP(widths={self.widths}, activation={self.activation!r}, P={self.num_params}, dtype={self.dtype})"
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the parameter dict of the module from one chain's flat vector `[P]`."""
+        out, i = {}, 0
+        for name, shape in self.shapes:
+            n = math.prod(shape)
+            out[name] = flat[i : i + n].reshape(shape)
+            i += n
+        return out
+
+    def _log_probs1(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(functional_call(self.module, self.unflatten(flat), (x,)), dim=-1)
+
+    def _loss(self, flat: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return -(t * self._log_probs1(flat, x)).sum(dim=-1)
+
+    def _batch_loss(self, flat: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self._loss(flat, x, t).mean()
+
+    def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Return views [(W `[R, out, in]`, b `[R, out]`), ...] of stacked flat parameters `[R, P]`."""
+        out, i = [], 0
+        for (_, (o, n)), _b in zip(self.shapes[::2], self.shapes[1::2]):
+            out.append((theta[:, i : i + o * n].view(-1, o, n), theta[:, i + o * n : i + o * n + o]))
+            i += o * n + o
+        return out
+
+    def _forward(self, layers, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Batched forward `x [R, B, d]` -> logits `[R, B, K]`, pre-activations and layer inputs."""
+        act = ACTIVATIONS[self.activation]()
+        h, zs, hs = x, [], [x]
+        for j, (W, b) in enumerate(layers):
+            z = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
+            if j == len(layers) - 1:
+                return z, zs, hs
+            h = act(z)
+            zs.append(z)
+            hs.append(h)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def log_probs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0], dim=-1)
+
+    def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample gradients by `torch.func`: `vmap` over chains of `vmap` over samples of `grad`."""
+        return self._psg(self._t(theta), self._t(x), self._t(t))
+
+    def _backprop(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, scale: float, emit) -> None:
+        """Hand-written backward pass over the stacked chains; `emit(j, dz_j, h_j)` per layer, last first.
+
+        dl/dz_L = scale ((sum t) q - t) / B at the logits (E11 for the last layer), then
+        dW_j = dz_j^T h_j, db_j = sum_b dz_j, dz_{j-1} = (dz_j W_j) * act'(z_{j-1}). Checked against
+        `per_sample_grads` (torch.func) and the autograd loop of tests/oracles.py.
+        """
+        theta, x, t = self._t(theta), self._t(x), self._t(t)
+        layers = self.layers(theta)
+        logits, zs, hs = self._forward(layers, x)
+        dz = (t.sum(dim=-1, keepdim=True) * torch.softmax(logits, dim=-1) - t) * (scale / x.shape[1])
+        for j in range(len(layers) - 1, -1, -1):
+            emit(j, dz, hs[j])
+            if j > 0:
+                dz = torch.bmm(dz, layers[j][0]) * DERIVATIVES[self.activation](zs[j - 1], hs[j])
+
+    def batch_grad(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, *, out: torch.Tensor | None = None,
+                   scale: float = 1.0) -> torch.Tensor:
+        """Minibatch gradient (times `scale`) by the hand-written backward pass (`_backprop`)."""
+        out = self._t(theta).new_empty(theta.shape) if out is None else out
+        grads = self.layers(out)
+
+        def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
+            gW, gb = grads[j]
+            if dz.shape[1] == 1:  # outer products, written in place (bmm with k = 1 is slow)
+                torch.mul(dz[:, 0, :, None], h[:, 0, None, :], out=gW)
+                gb.copy_(dz[:, 0])
+            else:
+                gW.copy_(torch.bmm(dz.transpose(1, 2), h))
+                torch.sum(dz, dim=1, out=gb)
+
+        self._backprop(theta, x, t, scale, emit)
+        return out
+
+    def sgd_step(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float, *, out: torch.Tensor) -> torch.Tensor:
+        """theta - gamma * batch_grad into `out`, each layer's update fused with its outer product.
+
+        `addcmul` works element by element, so every chain's numbers are the same at any offset in
+        the batch (checked by the chain-independence tests of tests/test_sgd.py).
+        """
+        if x.shape[1] != 1:
+            return super().sgd_step(theta, x, t, gamma, out=out)
+        old, new = self.layers(self._t(theta)), self.layers(out)
+
+        def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
+            torch.addcmul(old[j][0], dz[:, 0, :, None], h[:, 0, None, :], out=new[j][0])
+            torch.add(old[j][1], dz[:, 0], out=new[j][1])
+
+        self._backprop(theta, x, t, -gamma, emit)
+        return out
+
+    def prob_jacobian(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        probs = lambda flat, xi: self._log_probs1(flat, xi).exp()  # noqa: E731
+        return vmap(jacrev(probs), in_dims=(None, 0))(self._t(theta), self._t(x))
+
+    def hessian(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return hessian(self._batch_loss)(self._t(theta), self._t(x), self._t(t))
+
+    def optimum(self, task: "Task") -> torch.Tensor:
+        if not hasattr(task, "network_optimum"):
+            raise ValueError(f"student {self.spec!r} is not realizable for task {getattr(task, 'name', task)!r} (no network optimum)")
+        if tuple(getattr(task, "widths", ())) != self.widths or str(getattr(task, "activation", "")).lower() != self.activation:
+            raise ValueError(
+                f"student {self.spec!r} is not realizable for task {task.name!r}: the task's network has "
+                f"widths={tuple(task.widths)} and activation={task.activation!r}"
+            )
+        parts = []
+        for W, b in task.network_optimum():
+            parts += [np.asarray(W, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)]
+        flat = np.concatenate(parts)
+        if flat.size != self.num_params:
+            raise ValueError(f"task.network_optimum has {flat.size} parameters, expected {self.num_params}")
+        return torch.from_numpy(flat).to(self.dtype)
+
+    def _random(self, streams: "Streams", scale: float) -> torch.Tensor:
+        # nn.Linear's default, drawn in float64 so both dtypes start from the same numbers
+        out, fan_in = [], self.dim
+        for _, shape in self.shapes:
+            if len(shape) == 2:
+                fan_in = shape[1]
+            u = torch.rand(math.prod(shape), generator=streams.torch, dtype=torch.float64)
+            out.append((2.0 * u - 1.0) / math.sqrt(fan_in))
+        return torch.cat(out).to(self.dtype)
