@@ -1,0 +1,148 @@
+"""`predict` and `compare`, and the SGD checks of the theory (issue 5, "Must show" 2-3).
+
+SGD checks use independent chains: the measured mean at each recorded step has an SE across chains,
+and a claim holds when measured <= bound + 4 SE (bounds) or |measured - predicted| <= 10 % of the
+prediction + 4 SE (E17, a small-gamma approximation). Light sizes always run; heavy grids are slow.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import synthetic
+from bkd_theory import bayesian, sgd, students
+from bkd_theory.instruments import Distance, Every, ExcessRisk
+from bkd_theory.theory import bounds, constants, compare, predict
+
+PREDICT_KEYS = ("sigma2", "trace_C", "H_eig_min", "H_eig_max", "kappa", "F_star", "calL", "neighborhood_excess_risk",
+                "neighborhood_dist2", "bound_T3", "bound_T4", "gamma_max_T1", "gamma_max_T3", "critical_noise",
+                "finite_n_excess_risk", "gauge")
+
+
+def _triangle(gauge="pinned"):
+    task = synthetic.make_task("triangle")
+    return task, students.Linear(task, gauge=gauge, dtype=torch.float64)
+
+
+def test_predict_json_has_every_number():
+    task, student = _triangle()
+    pred = predict(task, student, "onehot", gamma=1e-3, n=10_000, n_mc=2000)
+    d = pred.to_dict()
+    json.dumps(d, allow_nan=False)
+    for key in PREDICT_KEYS:
+        assert d[key] is not None, key
+    assert d["gauge"] == "pinned"
+    assert d["sigma2"] == pytest.approx(d["sigma2_closed_form"], rel=1e-9)
+    assert d["trace_C"] == pytest.approx(d["sigma2"], rel=1e-9)
+    assert d["kappa"] == pytest.approx(d["H_eig_max"] / d["H_eig_min"])
+    assert d["gamma_max_T1"] == pytest.approx(1 / d["calL"]) and d["gamma_max_T3"] == pytest.approx(0.5 / d["calL"])
+    assert d["neighborhood_excess_risk"] == pytest.approx(1e-3 * d["sigma2"] / 4)
+    assert d["finite_n_excess_risk"] == pytest.approx(6 / 20_000)  # onehot: p / (2n)
+
+
+def test_predict_outside_ranges_and_other_teachers():
+    task, student = _triangle("full")
+    pred = predict(task, student, "dirichlet:5", gamma=0.5, momentum=0.5, n_mc=1000, correction=False)
+    assert pred.bound_T3 is None and pred.bound_T4 is None
+    assert any("bound_T3" in n for n in pred.notes) and any("first-order" in n for n in pred.notes)
+    assert pred.neighborhood_excess_risk == pytest.approx(0.5 * pred.sigma2.value / (4 * 0.5))
+    assert pred.null_dim == 3 and pred.gauge == "full"
+    trained = bayesian.FunctionTeacher(task.log_bcp, "reference", task.num_classes, task.dim)
+    ref = predict(task, student, trained, gamma=0.01, n_mc=500, correction=False)
+    assert ref.sigma2_closed_form is None and ref.sigma2.value == pytest.approx(0.0, abs=1e-20)
+    net = synthetic.make_task("teacher-net")
+    mlp = students.make_student("mlp:16:tanh", net, dtype=torch.float64)
+    p_mlp = predict(net, mlp, "onehot", gamma=0.01, n_mc=500)
+    assert p_mlp.gauge is None and p_mlp.calL_method.startswith("empirical")
+    with pytest.raises(ValueError, match="gamma"):
+        predict(task, student, "onehot", gamma=-1.0)
+
+
+def _run(task, student, teacher, gamma, steps, chains, init="perturbed", every=50, seed=0):
+    when = Every(every, steps)
+    return sgd.run(task, student, teacher, gamma=gamma, steps=steps, chains=chains, init=init, seed=seed,
+                   eval_every=every, instruments=[Distance(when), ExcessRisk(when)])
+
+
+def test_compare_table():
+    task, student = _triangle()
+    pred = predict(task, student, "onehot", gamma=0.03, n_mc=1000)
+    run = _run(task, student, "onehot", 0.03, steps=400, chains=8, init="optimum", every=20)
+    df = compare(run, pred)
+    assert list(df.columns[:7]) == ["quantity", "claim", "measured", "measured_se", "predicted", "predicted_se", "ratio"]
+    row = df[df.claim == "E17"].iloc[0]
+    assert row.quantity == "excess_risk" and row.verdict in ("pass", "fail", "not stationary")
+    assert df[df.quantity == "sigma2_at_optimum"].verdict.item() == "n/a"  # not measured in this run
+    with pytest.raises(ValueError, match="gamma"):
+        compare(run, predict(task, student, "onehot", gamma=0.01, n_mc=500, correction=False))
+
+
+def _check_bounds(task, student, teacher, frac, theorems, steps, chains):
+    """Run at frac * gamma_max of the first theorem; check measured <= bound + 4 SE at every recorded k."""
+    pred = predict(task, student, teacher, gamma=1e-3, n=steps * chains, n_mc=2000, correction=False)
+    loc = constants.local_constants(task, student, radius=2.5, n_points=8, n_mc=2000)  # the ball the run visits
+    mu, L, calL = loc.mu, loc.L, pred.calL
+    gamma = frac * bounds.gamma_max(theorems[0], mu=mu, L=L, calL=calL)
+    run = _run(task, student, teacher, gamma, steps, chains)
+    out = {}
+    for th in theorems:
+        q = "dist2" if th in ("T1", "T3") else "excess_risk"
+        k, v = run.values(q)
+        assert np.sqrt(v[0]).max() <= loc.radius  # the run starts inside the stated region
+        mean, se = v.mean(1), v.std(1, ddof=1) / math.sqrt(v.shape[1])
+        kw = dict(mu=mu, calL=calL, k=k)
+        if th == "T1":
+            b = bounds.bound_t1(gamma, dist0=mean[0], **kw)
+        elif th == "T2":
+            b = bounds.bound_t2(gamma, L=L, gap0=mean[0], **kw)
+        elif th == "T3":
+            b = bounds.bound_t3(gamma, sigma2=pred.sigma2.value, dist0=mean[0], **kw)
+        else:
+            b = bounds.bound_t4(gamma, L=L, sigma2=pred.sigma2.value, gap0=mean[0], **kw)
+        assert np.all(mean <= b.values + 4 * se), (th, mean, b.values)
+        out[th] = float(mean[-1] / b.values[-1])  # looseness at the last step
+    return out
+
+
+def test_bounds_hold_on_triangle_light():
+    task, student = _triangle()
+    ratios = {}
+    ratios.update(_check_bounds(task, student, "bcp", 1.0, ("T1",), steps=600, chains=16))
+    ratios.update(_check_bounds(task, student, "bcp", 1.0, ("T2", "T1"), steps=600, chains=16))
+    ratios.update(_check_bounds(task, student, "onehot", 1.0, ("T3",), steps=600, chains=16))
+    ratios.update(_check_bounds(task, student, "onehot", 1.0, ("T4", "T3"), steps=600, chains=16))
+    assert all(0 < r < 1 for r in ratios.values()), ratios
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frac", [0.1, 0.25, 0.5, 1.0])
+def test_bounds_hold_on_triangle_grid(frac):
+    task, student = _triangle()
+    print(frac, _check_bounds(task, student, "bcp", frac, ("T1",), steps=5000, chains=64),
+          _check_bounds(task, student, "bcp", frac, ("T2", "T1"), steps=5000, chains=64),
+          _check_bounds(task, student, "onehot", frac, ("T3",), steps=5000, chains=64),
+          _check_bounds(task, student, "onehot", frac, ("T4", "T3"), steps=5000, chains=64))
+
+
+def _e17_ratio(teacher, gamma, steps, chains):
+    task, student = _triangle()
+    pred = predict(task, student, teacher, gamma=gamma, n_mc=4096, correction=False)
+    run = _run(task, student, teacher, gamma, steps, chains, init="optimum", every=10)
+    row = compare(run, pred).set_index("claim").loc["E17"]
+    assert abs(row.measured - row.predicted) <= 0.10 * row.predicted + 4 * row.measured_se, row
+    return row.ratio
+
+
+@pytest.mark.parametrize("teacher", ["onehot", "dirichlet:5", "additive:0.01"])
+def test_e17_within_ten_percent_light(teacher):
+    _e17_ratio(teacher, 0.03, steps=2000, chains=32)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("teacher", ["onehot", "dirichlet:5", "additive:0.01"])
+def test_e17_within_ten_percent_heavy(teacher):
+    _e17_ratio(teacher, 0.01, steps=30_000, chains=64)
