@@ -56,48 +56,264 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- run
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """Declare the configuration flags (the fields of `sgd.RunConfig`) shared by `bkd run` and `bkd predict`."""
+    from .config import Features, Gauge, Init, NoiseMode, Regime, Sampling
+
+    p.add_argument("--task", default="triangle", help="paper | triangle | hetero | teacher-net (default triangle)")
+    p.add_argument("--standardize", action="store_true", help="standardise x (DESIGN 2.6; BCPs unchanged)")
+    p.add_argument("--student", default="linear", help="linear | mlp | mlp:64x64 | mlp:64x64:tanh (default linear)")
+    p.add_argument("--gauge", default="pinned", choices=[g.value for g in Gauge], help="linear student's gauge")
+    p.add_argument("--features", default="linear", choices=[f.value for f in Features], help="linear student's features")
+    p.add_argument("--teacher", default="bcp", help="onehot | bcp | dirichlet:A | additive:NU | ... (DESIGN 5)")
+    p.add_argument("--lam", type=float, default=1.0, help="KD mixture weight: t = (1-lam) e_y + lam t_teacher")
+    p.add_argument("--gamma", type=float, default=0.1, help="step size")
+    p.add_argument("--schedule", default="constant", help="constant | inverse:K0 | step:EVERY:FACTOR")
+    p.add_argument("--batch", type=int, default=1, help="minibatch size b")
+    p.add_argument("--momentum", type=float, default=0.0, help="heavy-ball beta in [0, 1)")
+    p.add_argument("--steps", type=int, default=1000, help="SGD steps")
+    p.add_argument("--chains", type=int, default=64, help="independent chains R")
+    p.add_argument("--first-chain", type=int, default=0, help="index of the first chain (to split a run)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--regime", default="online", choices=[r.value for r in Regime], help="online | finite")
+    p.add_argument("--n", type=int, default=None, help="training-set size (regime finite)")
+    p.add_argument("--sampling", default="replacement", choices=[s.value for s in Sampling], help="finite-set minibatches")
+    p.add_argument("--noise", default="fresh", choices=[m.value for m in NoiseMode], help="teacher noise mode of a finite set")
+    p.add_argument("--init", default="perturbed", choices=[i.value for i in Init], help="initial parameters")
+    p.add_argument("--init-scale", type=float, default=0.5, help="perturbation / random-init scale")
+    p.add_argument("--eval-every", type=int, default=100, help="instrument period in steps")
+    p.add_argument("--eval-n", type=int, default=2000, help="evaluation-sample size")
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("run", help="one instrumented SGD run")
+    p = sub.add_parser("run", help="one instrumented SGD run")
+    _add_config_flags(p)
+    p.add_argument("--out", default=None, help="directory to save the run record (CSV + JSON)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+    p.add_argument("--json", action="store_true", help="print one JSON object {config, measured}")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bkd run")
+    from . import sgd
+
+    fields = {f: getattr(args, f) for f in (
+        "task", "standardize", "student", "gauge", "features", "teacher", "lam", "gamma", "schedule", "batch",
+        "momentum", "steps", "chains", "first_chain", "seed", "regime", "n", "sampling", "noise", "init",
+        "init_scale", "eval_every", "eval_n", "dtype")}
+    config = sgd.RunConfig.from_dict(fields)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    run = sgd.run(config, progress=progress)
+    if args.out:
+        run.save(args.out)
+    measured = run.measured()
+    if args.json:
+        _print_json({"config": run.config, "measured": measured, "wall_time": run.wall_time,
+                     "config_hash": config.config_hash(), "out": args.out})
+        return 0
+    print(f"bkd run  {config.task}  student={config.student}  teacher={config.teacher}  gamma={config.gamma:g}  "
+          f"b={config.batch}  R={config.chains}  steps={config.steps}  ({run.wall_time:.1f} s)")
+    for q, e in run.summary()["quantities"].items():
+        flag = "" if e["stationary"] is None else ("  stationary" if e["stationary"] else "  NOT stationary")
+        print(f"  {q:<20} {e['value']:.6g} +- {e['se']:.2g}{flag}")
+    print(f"  diverged chains: {measured['diverged_chains']} / {config.chains}")
+    if args.out:
+        print(f"  saved to {args.out}")
+    return 0
 
 
 # ---------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("predict", help="the theory's predictions for one configuration")
+    p = sub.add_parser("predict", help="the theory's predictions for one configuration",
+                       description="Every theory number (DESIGN 2.5-2.8) for the configuration that `bkd run` takes "
+                       "with the same flags, in the student's parameter space. --n gives the finite-sample "
+                       "predictions (E18); flags that only concern the run (steps, chains, init, eval) are accepted "
+                       "and ignored.")
+    _add_config_flags(p)
+    p.add_argument("--n-mc", type=int, default=4096, help="Monte Carlo inputs for the expectations over x")
+    p.add_argument("--lyapunov", action="store_true", help="also estimate the E19 threshold (a few seconds)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+#: (key, units, DESIGN tag) of the `bkd predict` table; step sizes are in param^2 / nat
+_PREDICT_ROWS = (
+    ("sigma2", "grad^2 per sample", "E4"), ("sigma2_closed_form", "grad^2 per sample", "E6-E11"),
+    ("trace_C", "grad^2 per sample", "E5"), ("kappa_t", "1", "E(sum t)^2"), ("H_eig_min", "nat/param^2", "mu"),
+    ("H_eig_max", "nat/param^2", "L"), ("kappa", "1", "L/mu"), ("F_star", "nat", "Prop. 1"),
+    ("calL", "nat/param^2", "E12"), ("gamma_max_T1", "step size", "T1"), ("gamma_max_T2", "step size", "T2"),
+    ("gamma_max_T3", "step size", "T3"), ("gamma_max_T4", "step size", "T4"), ("bound_T3", "param^2", "E15"),
+    ("bound_T4", "nat", "E16"), ("neighborhood_excess_risk", "nat", "E17"), ("neighborhood_dist2", "param^2", "E17'"),
+    ("neighborhood_excess_risk_corrected", "nat", "E17 next order"),
+    ("neighborhood_dist2_corrected", "param^2", "E17' next order"), ("gamma_mean_square", "step size", "E17' next order"),
+    ("critical_noise", "target variance nu", "E10"), ("finite_n_excess_risk", "nat", "E18"),
+    ("finite_n_dist2", "param^2", "E18"), ("gamma_lyapunov", "step size", "E19"),
+)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bkd predict")
+    import synthetic
+
+    from . import sgd, teachers
+    from .students import make_student
+    from .theory import predict
+
+    fields = {f: getattr(args, f) for f in (
+        "task", "standardize", "student", "gauge", "features", "teacher", "lam", "gamma", "schedule", "batch",
+        "momentum", "steps", "chains", "first_chain", "seed", "regime", "n", "sampling", "noise", "init",
+        "init_scale", "eval_every", "eval_n", "dtype")}
+    if fields["n"] is not None:
+        fields["regime"] = "finite"  # --n asks for the finite-sample predictions (E18)
+    config = sgd.RunConfig.from_dict(fields)  # the same validation as `bkd run`
+    task = synthetic.make_task(config.task, standardize=config.standardize)
+    student = make_student(config.student, task, gauge=config.gauge, features=config.features, dtype=config.dtype)
+    teacher = teachers.parse_teacher(config.teacher)
+    if config.lam < 1.0:
+        teacher = teachers.Mixture(config.lam, teacher)
+    pred = predict(task, student, teacher, gamma=config.gamma, batch=config.batch, momentum=config.momentum, n=config.n,
+                   seed=config.seed, n_mc=args.n_mc, lyapunov_threshold=args.lyapunov)
+    out = pred.to_dict()
+    if config.schedule != "constant":
+        out["notes"].append(f"schedule {config.schedule!r} ignored: the predictions are for a constant step size gamma")
+    if args.json:
+        _print_json({**out, "units": {k: u for k, u, _ in _PREDICT_ROWS}})
+        return 0
+    print(f"bkd predict  {out['task']}  student={out['student']}  gauge={out['gauge'] or 'n/a'}  P={out['num_params']}  "
+          f"teacher={out['teacher']}  gamma={config.gamma:g}  b={config.batch}" + (f"  n={config.n}" if config.n else ""))
+    rows = [("quantity", "value", "+- SE", "units", "DESIGN")]
+    for key, units, tag in _PREDICT_ROWS:
+        v, se = out.get(key), out.get(f"{key}_se")
+        rows.append((key, "n/a" if v is None else f"{v:.6g}", "" if se is None else f"{se:.2g}", units, tag))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print(f"  calL: {out['calL_method']}")
+    for note in out["notes"]:
+        print(f"  note: {note}")
+    return 0
 
 
 # ---------------------------------------------------------------- check
 def _add_check(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("check", help="walk the THEOREMS registry: prediction vs measurement")
+    p = sub.add_parser("check", help="walk the THEOREMS registry: prediction vs measurement",
+                       description="Check every claim of the THEOREMS registry (P1-P3, T1-T4, E17-E19) on its small "
+                       "default configuration. Exit status 1 when a claim fails beyond its SE.")
+    p.add_argument("--only", default="", help="comma-separated claim ids, e.g. P1,T3 (default: all)")
+    p.add_argument("--quick", action="store_true", help="only the quick claims (Monte Carlo, no SGD runs)")
+    p.add_argument("--json", action="store_true", help="print the records as one JSON list")
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bkd check")
+    import time
+
+    from .theory import registry
+
+    def progress(rec: dict[str, Any]) -> None:
+        print(f"  {rec['claim']:<13} {rec['verdict']}  ({rec['seconds']:.1f} s)", file=sys.stderr)
+
+    t0 = time.perf_counter()
+    live = sys.stderr.isatty() and not args.json
+    records = registry.check_claims(args.only or None, quick=args.quick, progress=progress if live else None)
+    passed = sum(r["passed"] for r in records)
+    if args.json:
+        _print_json(records)
+    else:
+        print(registry.format_table(records))
+        print(f"{passed}/{len(records)} claims passed in {time.perf_counter() - t0:.1f} s")
+    return 0 if passed == len(records) else 1
 
 
 # ---------------------------------------------------------------- sweep
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("sweep", help="a resumable grid of runs")
+    p = sub.add_parser("sweep", help="a resumable grid of runs (TOML), or --collect a store into one table",
+                       description="Run the cells of a TOML sweep file (format: bkd_theory.sweep) into a store "
+                       "of one JSON file per cell; rerun the same command to resume. --collect DIR prints "
+                       "the store as one tidy CSV table.")
+    p.add_argument("config", nargs="?", metavar="CONFIG.toml", help="the sweep file")
+    p.add_argument("--out", metavar="DIR", help="store directory (default: runs/<CONFIG stem>)")
+    p.add_argument("--executor", choices=("local", "dask"), help="local (default) or dask (dask.distributed)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="dask scheduler, e.g. tcp://host:8786 (implies --executor dask; default: a LocalCluster)")
+    p.add_argument("--workers", type=int, metavar="N", help="LocalCluster worker processes (default: CPU count)")
+    p.add_argument("--retry-errors", action="store_true", help="rerun stored cells whose status is error")
+    p.add_argument("--dry-run", action="store_true", help="expand and validate the grid, list the cells, run nothing")
+    p.add_argument("--collect", metavar="DIR", help="tabulate the store DIR instead of running")
+    p.add_argument("--csv", metavar="FILE", help="write the collected table to FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bkd sweep")
+    from pathlib import Path
+
+    from . import sweep
+
+    if args.collect:
+        if args.config:
+            raise ValueError("give either CONFIG.toml or --collect DIR, not both")
+        table = sweep.collect(args.collect, csv=args.csv)
+        if args.json:
+            _print_json(json.loads(table.to_json(orient="records")))
+        elif args.csv:
+            print(f"{len(table)} cells -> {args.csv}")
+        else:
+            print(table.to_csv(index=False), end="")
+        return 0
+    if not args.config:
+        raise ValueError("give a CONFIG.toml to run, or --collect DIR")
+    executor = args.executor or ("dask" if args.scheduler else "local")
+    if args.scheduler and executor != "dask":
+        raise ValueError("--scheduler needs --executor dask")
+    spec = sweep.load_spec(args.config)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    if args.dry_run:
+        store = sweep.Store(out)
+        cells = [{"hash": c.config_hash(), "stored": store.read(c.config_hash()) is not None, **c.to_dict()}
+                 for c in spec.configs]
+        if args.json:
+            _print_json({"name": spec.name, "out": str(out), "cells": cells})
+            return 0
+        varying = [k for k in spec.configs[0].to_dict() if len({str(c[k]) for c in cells}) > 1]
+        print(f"{spec.name}: {len(cells)} cells, {sum(c['stored'] for c in cells)} stored in {out}")
+        for c in cells:
+            print(f"  {c['hash']} {'stored ' if c['stored'] else 'pending'} "
+                  + " ".join(f"{k}={c[k]}" for k in varying))
+        return 0
+    report = sweep.run_sweep(spec, out, executor=executor, scheduler=args.scheduler, workers=args.workers,
+                             retry_errors=args.retry_errors)
+    if args.csv:
+        sweep.collect(out, csv=args.csv)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(f"{spec.name}: {report.total} cells, {report.computed} computed, {report.skipped} already stored, "
+              f"{report.errors} errors, {report.diverged} diverged, {report.failed} lost to workers -> {out}")
+    return 0
 
 
 # ---------------------------------------------------------------- reproduce
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("reproduce", help="write the figures F1-F10 and their index")
+    from .reproduce import FIGURE_IDS
+
+    p = sub.add_parser("reproduce", help="write the figures F1-F10 and their index")
+    p.add_argument("--quick", action="store_true", help="small sizes: all ten figures in a few minutes")
+    p.add_argument("--only", default="", help=f"comma-separated figure ids among {','.join(FIGURE_IDS)}")
+    p.add_argument("--out", default="figures", help="output directory (default: figures)")
+    p.add_argument("--jobs", type=int, default=1, help="figures made in parallel processes (default 1)")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    raise NotImplementedError("bkd reproduce")
+    from .reproduce import reproduce
+
+    written = reproduce(args.out, quick=args.quick, only=args.only.split(",") if args.only else None,
+                        jobs=args.jobs, progress=sys.stderr.isatty())
+    if args.json:
+        _print_json({k: [str(p) for p in v] for k, v in written.items()})
+    else:
+        for fig_id, paths in written.items():
+            print(f"{fig_id}: " + ", ".join(str(p) for p in paths))
+        print(f"index: {args.out}/README.md")
+    return 0
 
 
 _COMMANDS = {
