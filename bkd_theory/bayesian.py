@@ -31,6 +31,7 @@ from synthetic import validation
 from . import laplace
 from . import rng as rng_mod
 from .config import Config, StrEnum
+from .threads import single_thread
 from .teacher_quality import TeacherReport, ece_against_truth, paired_difference, pointwise_metrics, teacher_report
 
 __all__ = [
@@ -133,7 +134,7 @@ class TrainedTeacher(abc.ABC):
     def log_proba(self, x: np.ndarray) -> np.ndarray:
         """Return log p~(x) `[N, K]` float64, computed in log space (no underflow to -inf)."""
         x = validation.finite_array("x", x, shape=(None, self.dim))
-        with laplace.single_thread():
+        with single_thread():
             return self._log_proba(x)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -236,7 +237,7 @@ def _config(kind: str, train: dict[str, Any], **specific: Any) -> tuple[int | No
 
 def _fit(x: np.ndarray, y: np.ndarray, num_classes: int | None, cfg: TeacherConfig) -> TrainedTeacher:
     x, y, K = _check_data(x, y, num_classes)
-    with laplace.single_thread():
+    with single_thread():
         t0 = time.perf_counter()
         model = laplace.fit_stacked_mlp(
             x, y, K, standardize=cfg.standardize, gens=[rng_mod.generator(cfg.seed, _TRAIN_KEY, m) for m in
@@ -310,7 +311,7 @@ def laplace_from_network(net: NetworkTeacher, x: np.ndarray, y: np.ndarray, *,
     cfg = net.config.replace(kind="laplace", prior_precision=prior_precision, prior_bounds=tuple(prior_bounds),
                              predictive=predictive, mc_samples=mc_samples)
     x, y, _ = _check_data(x, y, net.num_classes)
-    with laplace.single_thread():
+    with single_thread():
         t0 = time.perf_counter()
         post = laplace.fit_posterior(laplace.last_layer_theta(net.model.layers), laplace.augment(net.model.features(x)),
                                      torch.as_tensor(y), prior_precision=prior_precision, bounds=cfg.prior_bounds)

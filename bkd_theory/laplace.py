@@ -22,10 +22,9 @@ kappa_k = (1 + pi/8 Var f_k)^(-1/2), or Monte Carlo over last-layer weight draws
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,21 +36,6 @@ from synthetic import validation
 from . import losses
 
 _F64 = torch.float64
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch single-threaded inside the block, then restore the thread count.
-
-    These networks are far too small to gain from intra-op threads; on a loaded 2-core machine,
-    spinning threads made training ~8x slower in our measurements.
-    """
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ----------------------------------------------------------------------------------------------

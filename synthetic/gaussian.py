@@ -45,6 +45,12 @@ def _sample_gaussian_classes(n, rng, priors, means, sd) -> tuple[np.ndarray, np.
     return x, y
 
 
+
+def _triangle_means() -> np.ndarray:
+    """Return the means 1.5 (cos 2 pi k/3, sin 2 pi k/3), k = 0, 1, 2, as `[3, 2]`."""
+    angle = 2.0 * np.pi * np.arange(3) / 3.0
+    return 1.5 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
 class GaussianMixture(Task):
     """Gaussian classes with a shared isotropic covariance: x | y=k ~ N(mu_k, s^2 I), linear logits.
 
@@ -79,8 +85,7 @@ class GaussianMixture(Task):
     @classmethod
     def triangle(cls) -> GaussianMixture:
         """A well-conditioned preset (DESIGN 2.6): K=3, d=2, mu_k = 1.5 (cos 2pi k/3, sin 2pi k/3), s^2=1."""
-        angle = 2.0 * np.pi * np.arange(3) / 3.0
-        return cls(1.5 * np.stack([np.cos(angle), np.sin(angle)], axis=1), 1.0, name="triangle")
+        return cls(_triangle_means(), 1.0, name="triangle")
 
     @property
     def num_classes(self) -> int:
@@ -146,9 +151,7 @@ class HeteroscedasticGaussian(Task):
     @classmethod
     def default(cls) -> HeteroscedasticGaussian:
         """The "hetero" preset: K=3, d=2, triangle means, variances (0.5, 0.5), (1, 1), (2, 0.7)."""
-        angle = 2.0 * np.pi * np.arange(3) / 3.0
-        means = 1.5 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-        return cls(means, [[0.5, 0.5], [1.0, 1.0], [2.0, 0.7]], name="hetero")
+        return cls(_triangle_means(), [[0.5, 0.5], [1.0, 1.0], [2.0, 0.7]], name="hetero")
 
     @property
     def num_classes(self) -> int:

@@ -30,17 +30,17 @@ loss_noise, loss_noise_detrended, noise_ratio_bcp, noise_ratio_bcp_detrended and
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .. import plots, sgd
+from ..threads import single_thread
 from ..instruments import Calibration, Every, ExcessRisk, StepContext, ValidationLoss, loss_noise, trailing_window
 from ..plots import learning as lp
 from ..records import Run
@@ -71,21 +71,6 @@ class Setting:
 QUICK = Setting(n=2_000, epochs=1, seeds=3, eval_every=50, eval_n=1_000)
 FULL = Setting(n=22_500, epochs=2, seeds=6, eval_every=250, eval_n=2_500)
 STUDENT = dict(student="mlp", gamma=5e-4, momentum=0.9, batch=1, init="random", dtype="float32")
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch single-threaded inside the block, then restore the thread count.
-
-    A batch-1 step of a 2 x 128 MLP is far too small to gain from intra-op threads; on a loaded
-    2-core machine two threads made it ~20x slower in our measurements.
-    """
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .spec import SweepSpec, _run_config_cls, load_spec
 from .store import Store, plain_data
-from .threads import single_thread
+from ..threads import single_thread
 
 if TYPE_CHECKING:
     from ..sgd import RunConfig
@@ -80,7 +80,7 @@ def execute_cell(cell_fn: CellFn, config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one cell from its plain-data config and return the complete record to store.
 
     Exceptions (but not KeyboardInterrupt) become status "error" with the message and traceback.
-    Runs under `threads.single_thread()` (torch and OpenBLAS on one thread), so every executor
+    Runs under `bkd_theory.threads.single_thread()` (torch and OpenBLAS on one thread), so every executor
     produces bit-identical values.
     """
     from .. import __version__

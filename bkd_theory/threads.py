@@ -1,12 +1,13 @@
-"""Run a cell single-threaded, so its floating-point results do not depend on where it runs.
+"""Run a block single-threaded: faster for the toolkit's small tensors, and bit-reproducible.
 
 Multithreaded BLAS splits sums differently for different thread counts, which changes the last bits
 of a result (seen here: `theory.predict`'s quadrature differs in the 16th digit between 1 and 2
 OpenBLAS threads). A dask worker starts with OMP/OPENBLAS_NUM_THREADS=1, while an interactive
 process uses every core. `single_thread()` pins torch's intra-op pool and every loaded OpenBLAS
 (numpy's and scipy's bundled copies) to one thread for its duration, then restores them; so the
-local and dask executors run each cell under the same conditions. Parallelism comes from running
-cells side by side (dask workers), not from threads inside a cell.
+local and dask executors run each sweep cell under the same conditions. Parallelism comes from
+running cells or figures side by side, not from threads inside one. Small networks gain nothing
+from intra-op threads either: on a busy 2-core machine two threads made a batch-1 MLP step ~20x slower.
 
 OpenBLAS is found through /proc/self/maps (Linux). Elsewhere only torch is pinned; numpy builds
 there use other BLAS libraries (e.g. Accelerate), which this module does not control.
