@@ -100,9 +100,7 @@ def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = No
 
 
 def _fmt(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    try:
+    try:  # a column mixing numbers and text ("> 1") is read back as text: format the numbers
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(value)
