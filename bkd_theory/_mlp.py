@@ -64,6 +64,18 @@ class MLP(Student):
         self.spec = "mlp:" + "x".join(map(str, self.widths)) + f":{self.activation}"
         self._psg = vmap(vmap(grad(self._loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))
 
+    def identifiable(self, delta: torch.Tensor) -> torch.Tensor:
+        """Centre the output layer's weight rows and biases over the K classes (its gauge)."""
+        K = self.num_classes
+        hidden = self.shapes[-2][1][1]  # last weight is [K, hidden], last bias [K]
+        tail = K * (hidden + 1)
+        head, out = delta[..., :-tail], delta[..., -tail:]
+        W = out[..., : K * hidden].reshape(*out.shape[:-1], K, hidden)
+        b = out[..., K * hidden :]
+        W = W - W.mean(dim=-2, keepdim=True)
+        b = b - b.mean(dim=-1, keepdim=True)
+        return torch.cat([head, W.reshape(*out.shape[:-1], K * hidden), b], dim=-1)
+
     def __repr__(self) -> str:
         return f"MLP(widths={self.widths}, activation={self.activation!r}, P={self.num_params}, dtype={self.dtype})"
 

@@ -147,10 +147,8 @@ class _Feed:
         self.cfg, self.task, self.streams, self.dtype = cfg, task, streams, dtype
         self.b = cfg.batch
         self.steps_per_page = max(1, PAGE_SAMPLES // self.b)
-        if getattr(teacher, "input_dependent", False):  # a trained teacher: t = p~(x) in place of p
-            self.probs = teacher.targets
-            law = teachers_mod.parse_teacher("bcp")
-            self.law = law if cfg.lam >= 1.0 else teachers_mod.Mixture(cfg.lam, law)
+        if getattr(teacher, "input_dependent", False):  # a trained teacher's p~(x) in place of p
+            self.probs, self.law = teacher.probs, teacher.law
         else:
             self.probs, self.law = task.bcp, teacher
         if cfg.regime == Regime.FINITE:
@@ -234,8 +232,8 @@ def _resolve(config, student, teacher, overrides) -> tuple[RunConfig, Any, Stude
         student = make_student(cfg.student, task_obj, gauge=cfg.gauge, features=cfg.features, dtype=dtype)
     elif student.dtype != dtype:
         raise ValueError(f"dtype={cfg.dtype!r} differs from the student's dtype {student.dtype}")
-    if getattr(teacher, "input_dependent", False):  # trained teacher (bayesian.py): the feed applies lam
-        return cfg, task_obj, student, teacher
+    if getattr(teacher, "input_dependent", False):  # trained teacher (bayesian.py), mixed with labels if lam < 1
+        return cfg, task_obj, student, teachers_mod.OnInputs(teacher, cfg.lam)
     teacher_obj = teachers_mod.parse_teacher(cfg.teacher if teacher is None else teacher)
     if cfg.lam < 1.0:
         teacher_obj = teachers_mod.Mixture(cfg.lam, teacher_obj)

@@ -115,6 +115,16 @@ class Student(abc.ABC):
     def optimum(self, task: "Task") -> torch.Tensor:
         """Return theta* `[P]` with q_theta* = p; ValueError if the student is not realizable."""
 
+    def identifiable(self, delta: torch.Tensor) -> torch.Tensor:
+        """Return the part of parameter displacements `delta` `[..., P]` that changes the model.
+
+        The softmax is unchanged when the same vector is added to every class's output weights (and
+        the same number to every output bias): that gauge direction has zero gradient, so SGD never
+        moves along it (DESIGN 2.5, "Gauge"). This removes it by centring the output rows; distances
+        to theta* and init perturbations are taken on what remains. Identity when there is no gauge.
+        """
+        return delta
+
     @abc.abstractmethod
     def _random(self, streams: "Streams", scale: float) -> torch.Tensor:
         """Return one chain's random initial parameters `[P]`."""
@@ -124,7 +134,7 @@ class Student(abc.ABC):
 
         Args:
             how: "optimum" (theta*), "perturbed" (theta* + scale N(0, I) from each chain's `init`
-                stream), "zero", or "random" (see the subclass).
+                stream, less its gauge component: `identifiable`), "zero", or "random" (see the subclass).
             R: number of chains. task: the task (for theta*). streams: R chain streams.
             scale: perturbation / random-init scale (>= 0).
         """
@@ -141,7 +151,7 @@ class Student(abc.ABC):
         theta = star.expand(R, -1).clone()
         if how == Init.PERTURBED:
             noise = np.stack([s.init.standard_normal(self.num_params) for s in streams])
-            theta = theta + scale * torch.from_numpy(noise)
+            theta = theta + scale * self.identifiable(torch.from_numpy(noise))
         return theta.to(self.dtype)
 
 
@@ -165,6 +175,13 @@ class Linear(Student):
 
     def __repr__(self) -> str:
         return f"Linear(gauge={self.gauge.value!r}, features={self.features.value!r}, P={self.num_params})"
+
+    def identifiable(self, delta: torch.Tensor) -> torch.Tensor:
+        """Pinned gauge: `delta` itself. Full gauge: each column of W centred over the K rows."""
+        if self.gauge == Gauge.PINNED:
+            return delta
+        W = delta.reshape(*delta.shape[:-1], self.rows, self.num_features + 1)
+        return (W - W.mean(dim=-2, keepdim=True)).reshape(delta.shape)
 
     def xt(self, x: torch.Tensor) -> torch.Tensor:
         """Return xt = (phi(x), 1) `[..., F+1]` (inputs shared by all chains stay shared)."""

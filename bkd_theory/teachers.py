@@ -42,7 +42,7 @@ from .config import NoiseMode
 
 __all__ = [
     "Teacher", "OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature",
-    "Smoothing", "Mixture", "MC", "parse_teacher", "TargetSource", "TEACHER_NAMES", "draw_targets",
+    "Smoothing", "Mixture", "MC", "parse_teacher", "TargetSource", "TEACHER_NAMES", "draw_targets", "OnInputs",
 ]
 
 
@@ -386,6 +386,33 @@ def parse_teacher(spec: str | Teacher) -> Teacher:
             return MC(positive_int("S", _number(parts[1], "S", spec)), base)
         return Mixture(_number(parts[1], "lam", spec), base)
     raise ValueError(f"teacher spec {spec!r}: unknown teacher {parts[0]!r}; known: {', '.join(TEACHER_NAMES)}")
+
+
+class OnInputs:
+    """The targets of a trained teacher (`bkd_theory.bayesian`), optionally mixed with labels.
+
+    t = p~(x) (lam = 1), or the KD objective t = (1 - lam) e_y + lam p~(x) (lam < 1): the law
+    `bcp` or `mixture:lam:bcp` of this module applied to the teacher's p~(x) in place of p. The SGD
+    loop trains on it and its instruments draw probe targets from the same law.
+    """
+
+    input_dependent = True
+    unbiased = False
+
+    def __init__(self, teacher: Any, lam: float = 1.0) -> None:
+        lam = in_interval("lam", lam, 0.0, 1.0)
+        self.teacher = teacher
+        self.law: Teacher = BCP() if lam >= 1.0 else Mixture(lam, BCP())
+        self.stochastic = lam < 1.0
+        self.spec = teacher.spec if lam >= 1.0 else f"mixture:{lam:g}:{teacher.spec}"
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        """Return the teacher's p~(x) `[N, K]`."""
+        return self.teacher.targets(x)
+
+    def sample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Return targets `[N, K]` for inputs x `[N, d]` and labels y `[N]`."""
+        return self.law.sample(self.probs(x), y, rng)
 
 
 def draw_targets(teacher: Any, x: np.ndarray, p: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:

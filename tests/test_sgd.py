@@ -246,3 +246,18 @@ def test_cli_run_json(capsys, tmp_path):
     assert (tmp_path / "run" / "run.json").is_file()
     assert cli.main(["run", "--gamma", "-1"]) == 2
     assert "gamma" in capsys.readouterr().err
+
+
+def test_trained_teacher_mixed_with_labels_trains_and_probes_the_kd_law():
+    # the exact-BCP function teacher with lam < 1 is the law mixture:lam:bcp, in the updates and in
+    # the instruments' probe targets alike, so every recorded quantity equals the plain run's
+    from bkd_theory.bayesian import FunctionTeacher
+
+    task = synthetic.make_task("triangle")
+    exact = FunctionTeacher(task.log_bcp, "exact", task.num_classes, task.dim)
+    kw = dict(gamma=0.05, steps=300, chains=3, eval_every=100, lam=0.5, dtype="float64", seed=4)
+    a = sgd.run(task, "linear", exact, **kw)
+    b = sgd.run(task, "linear", "bcp", **kw)
+    assert a.config["teacher"] == "exact" and np.array_equal(a.theta_final, b.theta_final)
+    for q in ("excess_risk", "sigma2_at_optimum", "grad_second_moment"):
+        assert np.array_equal(a.values(q)[1], b.values(q)[1]), q

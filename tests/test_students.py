@@ -8,6 +8,7 @@ import torch
 import oracles
 import synthetic
 from bkd_theory import rng as bkd_rng
+from bkd_theory import sgd, students
 from bkd_theory.students import ACTIVATIONS, MLP, Linear, make_student, torch_features
 
 F64 = torch.float64
@@ -207,3 +208,30 @@ def test_bad_init_input():
         s.init_params("perturbed", 1, task, [bkd_rng.chain_streams(0, 0)], -1.0)
     with pytest.raises(ValueError, match="streams"):
         s.init_params("perturbed", 2, task, [bkd_rng.chain_streams(0, 0)], 0.5)
+
+
+def test_identifiable_removes_exactly_the_gauge_null_space():
+    # full gauge: the removed part is the range complement of H (theory's null basis) and leaves q unchanged
+    from bkd_theory.theory.constants import null_basis
+
+    task = synthetic.make_task("triangle")
+    st = students.Linear(task, gauge="full", dtype=torch.float64)
+    N = torch.as_tensor(null_basis(st))
+    v = torch.randn(4, st.num_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(st.identifiable(v), v - (v @ N) @ N.T, atol=1e-14)
+    pinned = students.Linear(task, gauge="pinned", dtype=torch.float64)
+    assert torch.equal(pinned.identifiable(v[:, : pinned.num_params]), v[:, : pinned.num_params])
+    mlp = students.make_student("mlp:4", task, dtype=torch.float64)
+    w = torch.randn(2, mlp.num_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x = torch.randn(2, 5, task.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    shift = w - mlp.identifiable(w)
+    assert shift.abs().max() > 0.1
+    assert torch.allclose(mlp.log_probs(w, x), mlp.log_probs(w + shift, x), atol=1e-13)
+
+
+def test_full_gauge_distance_to_optimum_decays_with_bcp_targets():
+    # the gauge component of a perturbed start has zero gradient: dist2 must be taken without it
+    task = synthetic.make_task("triangle")
+    st = students.Linear(task, gauge="full", dtype=torch.float64)
+    run = sgd.run(task, st, "bcp", gamma=0.2, steps=2000, chains=4, eval_every=1000, init="random", init_scale=1.0)
+    assert run.values("dist2")[1][-1].max() < 1e-12

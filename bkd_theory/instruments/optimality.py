@@ -18,7 +18,8 @@ class Distance(Scheduled):
     """Squared distance to the population minimiser, `dist2` = ||theta_k - theta*||^2 (E13, E15, E17').
 
     Units: squared parameter norm, in the student's own parameter space (pinned gauge: free
-    coordinates only). When the student is not realizable (`ctx.theta_star is None`) the value is
+    coordinates only; full gauge and MLP output layer: less the gauge direction that no gradient
+    moves, `Student.identifiable`). When the student is not realizable (`ctx.theta_star is None`) the value is
     NaN for every chain, so the quantity is always present in the record.
     """
 
@@ -29,7 +30,7 @@ class Distance(Scheduled):
         """Return {"dist2": `[R]`}."""
         if ctx.theta_star is None:
             return {"dist2": torch.full((ctx.theta.shape[0],), float("nan"), dtype=ctx.theta.dtype)}
-        diff = ctx.theta - ctx.theta_star.to(ctx.theta)
+        diff = ctx.student.identifiable(ctx.theta - ctx.theta_star.to(ctx.theta))
         return {"dist2": mask_inactive((diff * diff).sum(dim=-1), ctx.active)}
 
 
