@@ -146,3 +146,21 @@ def test_e17_within_ten_percent_light(teacher):
 @pytest.mark.parametrize("teacher", ["onehot", "dirichlet:5", "additive:0.01"])
 def test_e17_within_ten_percent_heavy(teacher):
     _e17_ratio(teacher, 0.01, steps=30_000, chains=64)
+
+
+def test_compare_refuses_a_run_of_another_configuration():
+    import torch
+
+    import synthetic
+    from bkd_theory import sgd, students
+
+    task = synthetic.make_task("triangle")
+    pinned = students.Linear(task, gauge="pinned", dtype=torch.float64)
+    pred = predict(task, pinned, "onehot", gamma=0.05, n_mc=2000)
+    full = sgd.run(task, students.Linear(task, gauge="full", dtype=torch.float64), "onehot", gamma=0.05, steps=20, chains=2, eval_every=10)
+    with pytest.raises(ValueError, match="gauge"):
+        compare(full, pred)
+    mixed = sgd.run(task, pinned, "onehot", gamma=0.05, steps=20, chains=2, eval_every=10, lam=0.5)
+    with pytest.raises(ValueError, match="teacher"):
+        compare(mixed, pred)
+    assert len(compare(sgd.run(task, pinned, "onehot", gamma=0.05, steps=20, chains=2, eval_every=10), pred))

@@ -237,11 +237,25 @@ _ROWS = (  # (run quantity, claim, prediction field, prediction SE field)
 
 
 def _check_run_matches(config: dict[str, Any], pred: Prediction) -> None:
+    """Raise ValueError when the run's configuration is not the one the prediction is for."""
+    def differ(key: str, have: Any, want: Any) -> ValueError:
+        return ValueError(f"run and prediction differ in {key}: run has {have!r}, prediction {want!r}")
+
     for key, want in (("gamma", pred.gamma), ("batch", pred.batch), ("momentum", pred.momentum)):
         if key in config and not math.isclose(float(config[key]), float(want), rel_tol=1e-12, abs_tol=0.0):
-            raise ValueError(f"run and prediction differ in {key}: run has {config[key]!r}, prediction {want!r}")
-    if "teacher" in config and str(config["teacher"]) != pred.teacher and float(config.get("lam", 1.0)) == 1.0:
-        raise ValueError(f"run and prediction differ in teacher: run has {config['teacher']!r}, prediction {pred.teacher!r}")
+            raise differ(key, config[key], want)
+    for key, want in (("task", pred.task), ("student", pred.student), ("gauge", pred.gauge)):
+        if want is not None and key in config and str(config[key]) != str(want):
+            raise differ(key, config[key], want)
+    if "teacher" in config:
+        lam = float(config.get("lam", 1.0))
+        try:  # a run with lam < 1 trains on mixture:lam:teacher (the KD objective)
+            base = teachers_mod.parse_teacher(str(config["teacher"]))
+            have = base.spec if lam >= 1.0 else teachers_mod.Mixture(lam, base).spec
+        except ValueError:  # a trained teacher: its name is the spec
+            have = str(config["teacher"]) if lam >= 1.0 else f"mixture:{lam:g}:{config['teacher']}"
+        if have != pred.teacher:
+            raise differ("teacher", have, pred.teacher)
 
 
 def compare(run: Any, prediction: Prediction, *, rtol: dict[str, float] | None = None, z_max: float = 4.0) -> pd.DataFrame:
