@@ -12,7 +12,7 @@ Use as a target law. A trained teacher is deterministic and biased (tbar = p~ !=
 but unlike `teachers.Teacher` its targets are a function of x, not of p, so its methods take x
 (flag `input_dependent = True`):
 - finite regime: precompute `p_tilde = teacher.targets(x_train)` once and pass it where the loop
-  would pass p to the `bcp` teacher (e.g. `TargetSource(parse_teacher("bcp"), p_tilde, y, ...)`);
+  would pass p to the `bcp` teacher (e.g. `targets.TargetSource(parse_teacher("bcp"), p_tilde, y, ...)`);
 - online regime: `t = teacher.targets(x)` on every fresh batch;
 - theory (E4): sigma_T^2 = E_x ||G (p~ - p)||^2 (the bias term only; Cov = 0).
 """

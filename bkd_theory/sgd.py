@@ -33,6 +33,7 @@ import synthetic
 from synthetic import validation
 
 from . import teachers as teachers_mod
+from .targets import OnInputs, TargetSource
 from .config import Config, Features, Gauge, Init, NoiseMode, Regime, Sampling
 from .instruments import EvalSet, Instrument, StepContext
 from .records import Run, versions
@@ -156,7 +157,7 @@ class _Feed:
             for s in streams:
                 x, y = task.sample(cfg.n, s.data)
                 x_train.append(x)
-                self.sources.append(teachers_mod.TargetSource(self.law, self.probs(x), y, cfg.noise, s.teacher))
+                self.sources.append(TargetSource(self.law, self.probs(x), y, cfg.noise, s.teacher))
                 self.queues.append(np.zeros(0, dtype=np.int64))
             self.x_train = torch.as_tensor(np.stack(x_train), dtype=dtype)  # [R, n, d]
 
@@ -233,7 +234,7 @@ def _resolve(config, student, teacher, overrides) -> tuple[RunConfig, Any, Stude
     elif student.dtype != dtype:
         raise ValueError(f"dtype={cfg.dtype!r} differs from the student's dtype {student.dtype}")
     if getattr(teacher, "input_dependent", False):  # trained teacher (bayesian.py), mixed with labels if lam < 1
-        return cfg, task_obj, student, teachers_mod.OnInputs(teacher, cfg.lam)
+        return cfg, task_obj, student, OnInputs(teacher, cfg.lam)
     teacher_obj = teachers_mod.parse_teacher(cfg.teacher if teacher is None else teacher)
     if cfg.lam < 1.0:
         teacher_obj = teachers_mod.Mixture(cfg.lam, teacher_obj)

@@ -1,4 +1,4 @@
-"""Target laws (DESIGN 2.2) and the noise modes of a finite training set.
+"""Target laws (DESIGN 2.2) with their exact conditional moments.
 
 A teacher is the conditional law of the target t given (x, y). It sees x only through the true
 BCP vector p = p(x) and, for label-based laws, the label y ~ Cat(p) drawn with x. `mean(p)` and
@@ -20,12 +20,7 @@ the inputs of sigma_T^2 (E4) and C_T (E5). Writing C_y = diag(p) - p p^T:
 Specs nest ("mc:4:dirichlet:5", "mixture:0.5:bcp", "mixture:0.3:mc:4:dirichlet:0.5");
 `str(teacher)` is its spec and `parse_teacher(str(teacher)) == teacher`.
 
-Regimes and noise modes. In the **online** regime every step draws fresh (x, y) from the task and
-the loop calls `teacher.sample(p, y, rng)` on them; no `TargetSource` is involved. On a **finite**
-training set of n points, `TargetSource` provides the targets: `fresh` draws a new target each time
-a point is visited; `frozen` draws one target per point once (from the given generator) and reuses
-it in every epoch. The labels of a finite set are themselves frozen draws, so `onehot` (and the
-label part of `smoothing` and `mixture`) is the same in both modes.
+Targets for training (noise modes of a finite set, trained teachers) are drawn by `bkd_theory.targets`.
 """
 from __future__ import annotations
 
@@ -42,7 +37,7 @@ from .config import NoiseMode
 
 __all__ = [
     "Teacher", "OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature",
-    "Smoothing", "Mixture", "MC", "parse_teacher", "TargetSource", "TEACHER_NAMES", "draw_targets", "OnInputs",
+    "Smoothing", "Mixture", "MC", "parse_teacher", "TEACHER_NAMES",
 ]
 
 
@@ -386,93 +381,3 @@ def parse_teacher(spec: str | Teacher) -> Teacher:
             return MC(positive_int("S", _number(parts[1], "S", spec)), base)
         return Mixture(_number(parts[1], "lam", spec), base)
     raise ValueError(f"teacher spec {spec!r}: unknown teacher {parts[0]!r}; known: {', '.join(TEACHER_NAMES)}")
-
-
-class OnInputs:
-    """The targets of a trained teacher (`bkd_theory.bayesian`), optionally mixed with labels.
-
-    t = p~(x) (lam = 1), or the KD objective t = (1 - lam) e_y + lam p~(x) (lam < 1): the law
-    `bcp` or `mixture:lam:bcp` of this module applied to the teacher's p~(x) in place of p. The SGD
-    loop trains on it and its instruments draw probe targets from the same law.
-    """
-
-    input_dependent = True
-    unbiased = False
-
-    def __init__(self, teacher: Any, lam: float = 1.0) -> None:
-        lam = in_interval("lam", lam, 0.0, 1.0)
-        self.teacher = teacher
-        self.law: Teacher = BCP() if lam >= 1.0 else Mixture(lam, BCP())
-        self.stochastic = lam < 1.0
-        self.spec = teacher.spec if lam >= 1.0 else f"mixture:{lam:g}:{teacher.spec}"
-
-    def probs(self, x: np.ndarray) -> np.ndarray:
-        """Return the teacher's p~(x) `[N, K]`."""
-        return self.teacher.targets(x)
-
-    def sample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-        """Return targets `[N, K]` for inputs x `[N, d]` and labels y `[N]`."""
-        return self.law.sample(self.probs(x), y, rng)
-
-
-def draw_targets(teacher: Any, x: np.ndarray, p: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-    """Return targets `[N, K]` for inputs x `[N, d]` with true BCPs p `[N, K]` and labels y `[N]`.
-
-    A target law of this module reads (p, y); a trained teacher (`bkd_theory.bayesian`, flag
-    `input_dependent`) is a fixed function of x and reads (x, y).
-    """
-    return teacher.sample(x if getattr(teacher, "input_dependent", False) else p, y, rng)
-
-
-class TargetSource:
-    """Targets of a finite training set of n points under a noise mode (DESIGN 2.2).
-
-    - `frozen`: one draw t_i per point, made here from `rng` and reused in every epoch; the same
-      generator state gives the same table.
-    - `fresh`: a new draw `teacher.sample(p[idx], y[idx], rng)` at every visit.
-    - `online` is not a mode of a finite set (ValueError): in the online regime the loop draws fresh
-      (x, y) and calls `teacher.sample` itself.
-
-    Args:
-        teacher: a `Teacher` or a spec string.
-        p: true BCPs of the training points `[n, K]`.
-        y: their labels `[n]` int.
-        mode: "fresh" or "frozen" (`NoiseMode`).
-        rng: generator for the frozen table; may be None in fresh mode, or when t is fixed given
-            (p, y) (bcp, temperature, onehot, smoothing).
-    """
-
-    def __init__(self, teacher: Teacher | str, p: np.ndarray, y: np.ndarray, mode: NoiseMode | str,
-                 rng: np.random.Generator | None = None) -> None:
-        self.teacher = parse_teacher(teacher)
-        self.mode = NoiseMode.coerce(mode, "mode")
-        if self.mode is NoiseMode.ONLINE:
-            raise ValueError("mode='online' is not valid for a finite training set: use the online regime "
-                             "(regime='online'), where each step draws fresh points and their targets")
-        if np.ndim(p) != 2:
-            raise ValueError(f"p must have shape [n, K], got shape {np.shape(p)}")
-        self.p, _ = check_p(p)
-        self.y = check_y(y, (self.p.shape[0],), self.p.shape[1])
-        self.table = self.teacher.sample(self.p, self.y, rng) if self.mode is NoiseMode.FROZEN else None
-
-    @property
-    def n(self) -> int:
-        """Number of training points."""
-        return self.p.shape[0]
-
-    def __call__(self, idx: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Targets `[..., K]` for integer indices `idx` `[...]` into the training set.
-
-        `rng` is used in fresh mode only (required there for a stochastic teacher).
-        """
-        idx = np.asarray(idx)
-        if not np.issubdtype(idx.dtype, np.integer):
-            if idx.size:
-                raise ValueError(f"idx must hold integer indices, got dtype {idx.dtype}")
-            idx = idx.astype(np.int64)
-        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
-            raise ValueError(f"idx must lie in [0, {self.n - 1}] (n={self.n}), got range [{idx.min()}, {idx.max()}]")
-        if self.table is not None:
-            return self.table[idx]
-        flat = idx.reshape(-1)
-        return self.teacher.sample(self.p[flat], self.y[flat], rng).reshape(*idx.shape, self.p.shape[1])

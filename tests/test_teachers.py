@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from bkd_theory import teachers as T
 from bkd_theory.rng import generator
+from bkd_theory.targets import TargetSource
 
 P3 = np.array([0.6, 0.3, 0.1])
 P5 = np.array([0.5, 0.25, 0.15, 0.099, 0.001])  # a tiny entry
@@ -187,7 +188,7 @@ def _source(mode: str, seed: int = 0, spec: str = "dirichlet:2"):
     rng = generator(4, 0)
     p = rng.dirichlet(np.ones(3), size=20)
     y = np.array([rng.choice(3, p=row) for row in p])
-    return T.TargetSource(spec, p, y, mode, generator(4, seed)), p, y
+    return TargetSource(spec, p, y, mode, generator(4, seed)), p, y
 
 
 def test_frozen_targets_repeat_every_epoch_and_are_reproducible():
@@ -240,12 +241,12 @@ BAD = [
     (lambda: T.OneHot().sample([P3], [0.0], np.random.default_rng()), "y"),
     (lambda: T.OneHot().sample([P3], None, np.random.default_rng()), "y"),
     (lambda: T.Dirichlet(1).sample([P3], None, None), "rng"),
-    (lambda: T.TargetSource("onehot", P3, [0], "fresh"), "p"),
-    (lambda: T.TargetSource("onehot", [P3, P3], [0], "fresh"), "y"),
-    (lambda: T.TargetSource("onehot", [P3], [0], "sometimes"), "mode"),
-    (lambda: T.TargetSource("onehot", [P3], [0], "frozen")([1]), "idx"),
-    (lambda: T.TargetSource("dirichlet:1", [P3], [0], "frozen"), "rng"),
-    (lambda: T.TargetSource("dirichlet:1", [P3], [0], "fresh")([0]), "rng"),
+    (lambda: TargetSource("onehot", P3, [0], "fresh"), "p"),
+    (lambda: TargetSource("onehot", [P3, P3], [0], "fresh"), "y"),
+    (lambda: TargetSource("onehot", [P3], [0], "sometimes"), "mode"),
+    (lambda: TargetSource("onehot", [P3], [0], "frozen")([1]), "idx"),
+    (lambda: TargetSource("dirichlet:1", [P3], [0], "frozen"), "rng"),
+    (lambda: TargetSource("dirichlet:1", [P3], [0], "fresh")([0]), "rng"),
 ]
 
 

@@ -34,7 +34,7 @@ import torch
 from synthetic import validation
 from synthetic.base import Estimate
 
-from ..teachers import draw_targets
+from ..targets import draw_targets
 from .base import Scheduled, StepContext, mask_inactive
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def probe_draw(task: "Task", teacher: "Teacher", rng: np.random.Generator, chain
     """Return `draw(c) -> (x [R, c, d], t [R, c, K])`: fresh task points with teacher targets.
 
     Draws `R * c` points with `task.sample`, their exact BCPs, and the teacher's targets
-    (`teachers.draw_targets`), all from `rng` in a fixed order.
+    (`targets.draw_targets`), all from `rng` in a fixed order.
     """
 
     def draw(c: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .. import rng as rng_mod
+from ..targets import TargetSource
 from .verdicts import Below, Claim, Equal, Outcome, Zero
 
 __all__ = ["CLAIMS", "KEY_REGISTRY"]
@@ -223,7 +224,6 @@ def _measure_e18(cfg: Mapping[str, Any]) -> Outcome:
     Hessian at theta* (within O(n^-1/2) of the empirical one: fast linear convergence). F - F* = mean
     KL(p || q) on a fresh sample.
     """
-    from .. import teachers
     from ..losses import kl_divergence
 
     task, student, teacher = _objs(cfg)
@@ -233,7 +233,7 @@ def _measure_e18(cfg: Mapping[str, Any]) -> Outcome:
         s = rng_mod.chain_streams(cfg["seed"], r)
         x, y = task.sample(n, s.data)
         xs.append(x)
-        ts.append(teachers.TargetSource(teacher, task.bcp(x), y, cfg["noise"], s.teacher)(np.arange(n), s.teacher))
+        ts.append(TargetSource(teacher, task.bcp(x), y, cfg["noise"], s.teacher)(np.arange(n), s.teacher))
     X, T = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ts))
     star = student.optimum(task)
     xh, _ = task.sample(4096, rng_mod.generator(cfg["seed"], KEY_REGISTRY, 5))

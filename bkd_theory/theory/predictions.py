@@ -39,6 +39,7 @@ from synthetic.features import augmented
 
 from .. import rng as rng_mod
 from .. import teachers as T
+from ..targets import draw_targets
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -320,7 +321,7 @@ def per_sample_gradients(student: "Student", teacher: Any, x: np.ndarray, y: np.
 
     Target laws see (p, y); trained teachers (`input_dependent`) see (x, y).
     """
-    t = T.draw_targets(as_teacher(teacher), x, p, y, rng)
+    t = draw_targets(as_teacher(teacher), x, p, y, rng)
     for start in range(0, len(x), _CHUNK):
         rows = slice(start, min(start + _CHUNK, len(x)))
         g = student.per_sample_grads(theta[None], torch.as_tensor(x[None, rows], dtype=student.dtype),
