@@ -38,20 +38,34 @@ def _priors(priors: Any, K: int) -> np.ndarray:
     return pi / pi.sum()
 
 
-def _sample_gaussian_classes(n, rng, priors, means, sd) -> tuple[np.ndarray, np.ndarray]:
-    n = validation.positive_int("n", n)
-    y = rng.choice(len(priors), size=n, p=priors).astype(np.int64)
-    x = means[y] + sd[y] * rng.standard_normal((n, means.shape[1]))
-    return x, y
-
-
-
 def _triangle_means() -> np.ndarray:
     """Return the means 1.5 (cos 2 pi k/3, sin 2 pi k/3), k = 0, 1, 2, as `[3, 2]`."""
     angle = 2.0 * np.pi * np.arange(3) / 3.0
     return 1.5 * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
-class GaussianMixture(Task):
+class _GaussianClasses(Task):
+    """Shared by tasks with x | y=k ~ N(mu_k, diag v_k): K and d from the means, and sampling."""
+
+    means: np.ndarray  # [K, d]
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Draw y ~ pi, then x = mu_y + sqrt(v_y) * z with z ~ N(0, I). Returns x `[n, d]`, y `[n]`."""
+        n = validation.positive_int("n", n)
+        priors, means, variances = self._class_gaussians()
+        y = rng.choice(len(priors), size=n, p=priors).astype(np.int64)
+        x = means[y] + np.sqrt(variances)[y] * rng.standard_normal((n, means.shape[1]))
+        return x, y
+
+
+class GaussianMixture(_GaussianClasses):
     """Gaussian classes with a shared isotropic covariance: x | y=k ~ N(mu_k, s^2 I), linear logits.
 
     log p(y=k | x) = log_softmax_k(mu_k . x / s^2 - ||mu_k||^2 / (2 s^2) + log pi_k), so the linear
@@ -87,19 +101,6 @@ class GaussianMixture(Task):
         """A well-conditioned preset (DESIGN 2.6): K=3, d=2, mu_k = 1.5 (cos 2pi k/3, sin 2pi k/3), s^2=1."""
         return cls(_triangle_means(), 1.0, name="triangle")
 
-    @property
-    def num_classes(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Draw y ~ pi, then x = mu_y + s z with z ~ N(0, I). Returns x `[n, d]`, y `[n]`."""
-        sd = np.full((self.num_classes, 1), np.sqrt(self.var))
-        return _sample_gaussian_classes(n, rng, self.priors, self.means, sd)
-
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         x = self._check_x(x)
         W = self._logit_weights("linear")
@@ -116,7 +117,7 @@ class GaussianMixture(Task):
         return self.priors, self.means, np.full(self.means.shape, self.var)
 
 
-class HeteroscedasticGaussian(Task):
+class HeteroscedasticGaussian(_GaussianClasses):
     """Gaussian classes with per-class diagonal covariances: x | y=k ~ N(mu_k, diag v_k).
 
     The logits are quadratic in x,
@@ -152,18 +153,6 @@ class HeteroscedasticGaussian(Task):
     def default(cls) -> HeteroscedasticGaussian:
         """The "hetero" preset: K=3, d=2, triangle means, variances (0.5, 0.5), (1, 1), (2, 0.7)."""
         return cls(_triangle_means(), [[0.5, 0.5], [1.0, 1.0], [2.0, 0.7]], name="hetero")
-
-    @property
-    def num_classes(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def dim(self) -> int:
-        return self.means.shape[1]
-
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Draw y ~ pi, then x = mu_y + sqrt(v_y) * z with z ~ N(0, I). Returns x `[n, d]`, y `[n]`."""
-        return _sample_gaussian_classes(n, rng, self.priors, self.means, np.sqrt(self.variances))
 
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         x = self._check_x(x)
