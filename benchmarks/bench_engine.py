@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap

@@ -25,15 +25,13 @@ Targets for training (noise modes of a finite set, trained teachers) are drawn b
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from synthetic.validation import in_interval, nonnegative, positive, positive_int
 
 from . import _laws
-from ._laws import Teacher, check_p, check_y, label_cov, zeros_cov
-from .config import NoiseMode
+from ._laws import Teacher, check_p, label_cov, zeros_cov
 
 __all__ = [
     "Teacher", "OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature",

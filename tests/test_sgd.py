@@ -15,7 +15,7 @@ import synthetic
 from bkd_theory import cli, sgd
 from bkd_theory.bayesian import FunctionTeacher
 from bkd_theory.rng import chain_streams
-from bkd_theory.students import Linear, make_student
+from bkd_theory.students import Linear
 from bkd_theory.teachers import parse_teacher
 
 F64 = torch.float64

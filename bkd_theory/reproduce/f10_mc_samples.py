@@ -15,7 +15,6 @@ Claims: log-log slope -1 in S for both quantities and both bases, and E9/E17 at 
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
