@@ -32,7 +32,7 @@ from torch.func import functional_call, grad, vmap
 
 from bkd_theory.instruments import Distance, Every, ExcessRisk, gradient_moments
 from bkd_theory.rng import generator
-from bkd_theory.students import make_student
+from bkd_theory.students import build_student
 from bkd_theory.teachers import parse_teacher
 from synthetic import make_task
 
@@ -121,7 +121,7 @@ def grad_rate(case: Case, task, teacher, seed: int) -> float:
     The gap between this and `engine_rate` is the data feed (per-chain sampling of inputs and
     targets), the parameter update and the loop's bookkeeping.
     """
-    student = make_student(case.student, task, dtype=torch.float32)
+    student = build_student(case.student, task, dtype=torch.float32)
     rng = generator(seed, 9)
     pages = min(case.steps, 128)
     x, y = task.sample(pages * case.chains, rng)
@@ -177,7 +177,7 @@ def trace_benchmark(student_spec: str, task, teacher, m: int, seed: int) -> list
         return trace_of(torch.stack(rows))
 
     # the toolkit's path: the same parameters in the student's flat layout (full gauge for linear)
-    student = make_student(student_spec, task, gauge="full", dtype=torch.float32)
+    student = build_student(student_spec, task, gauge="full", dtype=torch.float32)
     if student_spec == "linear":
         flat = torch.cat([params["weight"], params["bias"][:, None]], dim=1).reshape(1, -1)
     else:

@@ -41,9 +41,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "torch": torch.__version__,
         "tasks": {},
     }
-    for name in synthetic.TASK_NAMES:
-        task = synthetic.make_task(name)
-        info["tasks"][name] = {"K": task.num_classes, "d": task.dim, "description": type(task).__doc__.strip().splitlines()[0]}
+    for entry in synthetic.TASKS:
+        task = synthetic.make_task(entry.name)
+        info["tasks"][entry.name] = {"K": task.num_classes, "d": task.dim, "description": entry.help or
+                                     type(task).__doc__.strip().splitlines()[0]}
     if args.json:
         _print_json(info)
         return 0
@@ -57,33 +58,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- run
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """Declare the configuration flags (the fields of `sgd.RunConfig`) shared by `bkd run` and `bkd predict`."""
-    from .config import Features, Gauge, Init, NoiseMode, Regime, Sampling
+    """Declare one flag per field of `RunConfig` (name, type, default, choices and help from the field)."""
+    import dataclasses
+    import typing
 
-    p.add_argument("--task", default="triangle", help="paper | triangle | hetero | teacher-net (default triangle)")
-    p.add_argument("--standardize", action="store_true", help="standardise x (DESIGN 2.6; BCPs unchanged)")
-    p.add_argument("--student", default="linear", help="linear | mlp | mlp:64x64 | mlp:64x64:tanh (default linear)")
-    p.add_argument("--gauge", default="pinned", choices=[g.value for g in Gauge], help="linear student's gauge")
-    p.add_argument("--features", default="linear", choices=[f.value for f in Features], help="linear student's features")
-    p.add_argument("--teacher", default="bcp", help="onehot | bcp | dirichlet:A | additive:NU | ... (DESIGN 5)")
-    p.add_argument("--lam", type=float, default=1.0, help="KD mixture weight: t = (1-lam) e_y + lam t_teacher")
-    p.add_argument("--gamma", type=float, default=0.1, help="step size")
-    p.add_argument("--schedule", default="constant", help="constant | inverse:K0 | step:EVERY:FACTOR")
-    p.add_argument("--batch", type=int, default=1, help="minibatch size b")
-    p.add_argument("--momentum", type=float, default=0.0, help="heavy-ball beta in [0, 1)")
-    p.add_argument("--steps", type=int, default=1000, help="SGD steps")
-    p.add_argument("--chains", type=int, default=64, help="independent chains R")
-    p.add_argument("--first-chain", type=int, default=0, help="index of the first chain (to split a run)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--regime", default="online", choices=[r.value for r in Regime], help="online | finite")
-    p.add_argument("--n", type=int, default=None, help="training-set size (regime finite)")
-    p.add_argument("--sampling", default="replacement", choices=[s.value for s in Sampling], help="finite-set minibatches")
-    p.add_argument("--noise", default="fresh", choices=[m.value for m in NoiseMode], help="teacher noise mode of a finite set")
-    p.add_argument("--init", default="perturbed", choices=[i.value for i in Init], help="initial parameters")
-    p.add_argument("--init-scale", type=float, default=0.5, help="perturbation / random-init scale")
-    p.add_argument("--eval-every", type=int, default=100, help="instrument period in steps")
-    p.add_argument("--eval-n", type=int, default=2000, help="evaluation-sample size")
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    from .config import StrEnum
+    from .engine import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        flag, tp, help_ = "--" + f.name.replace("_", "-"), hints[f.name], f.metadata.get("help", "")
+        if tp is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_)
+            continue
+        args = typing.get_args(tp)
+        kind = next((a for a in args if a is not type(None)), tp) if args else tp
+        kw: dict[str, Any] = {"default": f.default, "help": f"{help_} (default {f.default})"}
+        if isinstance(kind, type) and issubclass(kind, StrEnum):
+            kw.update(choices=[m.value for m in kind], default=f.default.value)
+        else:
+            kw["type"] = kind
+        if "choices" in f.metadata:
+            kw["choices"] = list(f.metadata["choices"])
+        p.add_argument(flag, **kw)
+
+
+def _config_from(args: argparse.Namespace, **changes: Any) -> Any:
+    """The `RunConfig` of the parsed flags (the same validation as the Python API)."""
+    import dataclasses
+
+    from .engine import RunConfig
+
+    return RunConfig.from_dict({**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)}, **changes})
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -98,11 +104,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import sgd
 
-    fields = {f: getattr(args, f) for f in (
-        "task", "standardize", "student", "gauge", "features", "teacher", "lam", "gamma", "schedule", "batch",
-        "momentum", "steps", "chains", "first_chain", "seed", "regime", "n", "sampling", "noise", "init",
-        "init_scale", "eval_every", "eval_n", "dtype")}
-    config = sgd.RunConfig.from_dict(fields)
+    config = _config_from(args)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     run = sgd.run(config, progress=progress)
     if args.out:
@@ -152,26 +154,14 @@ _PREDICT_ROWS = (
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import synthetic
-
-    from . import sgd, teachers
-    from .students import make_student
+    from .engine import build
     from .theory import predict
 
-    fields = {f: getattr(args, f) for f in (
-        "task", "standardize", "student", "gauge", "features", "teacher", "lam", "gamma", "schedule", "batch",
-        "momentum", "steps", "chains", "first_chain", "seed", "regime", "n", "sampling", "noise", "init",
-        "init_scale", "eval_every", "eval_n", "dtype")}
-    if fields["n"] is not None:
-        fields["regime"] = "finite"  # --n asks for the finite-sample predictions (E18)
-    config = sgd.RunConfig.from_dict(fields)  # the same validation as `bkd run`
-    task = synthetic.make_task(config.task, standardize=config.standardize)
-    student = make_student(config.student, task, gauge=config.gauge, features=config.features, dtype=config.dtype)
-    teacher = teachers.parse_teacher(config.teacher)
-    if config.lam < 1.0:
-        teacher = teachers.Mixture(config.lam, teacher)
-    pred = predict(task, student, teacher, gamma=config.gamma, batch=config.batch, momentum=config.momentum, n=config.n,
-                   seed=config.seed, n_mc=args.n_mc, lyapunov_threshold=args.lyapunov)
+    config = _config_from(args, **({"regime": "finite"} if args.n is not None else {}))  # --n: E18
+    setup = build(config)
+    pred = predict(setup.task, setup.student, setup.teacher, gamma=config.gamma, batch=config.batch,
+                   momentum=config.momentum, n=config.n, seed=config.seed, n_mc=args.n_mc,
+                   lyapunov_threshold=args.lyapunov)
     out = pred.to_dict()
     if config.schedule != "constant":
         out["notes"].append(f"schedule {config.schedule!r} ignored: the predictions are for a constant step size gamma")

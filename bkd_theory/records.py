@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .instruments.neighborhood import stationary_window_stats, trailing_window
+from .stats import stationary_window_stats, trailing_window
 
 FORMAT_VERSION = 1
 

@@ -1,13 +1,16 @@
 """The task protocol: a generative model of (x, y) whose Bayes class probabilities are exact.
 
 Shapes: `N` samples, `d` input dimensions, `K` classes. Arrays are numpy float64.
-Subclasses implement `num_classes`, `dim`, `sample` and `log_bcp`, and where they can the hooks
-`_logit_weights` (realizable linear students), `_class_gaussians` (quadrature) and
-`population_moments` (standardisation); everything else is shared here.
+Subclasses implement `num_classes`, `dim`, `sample` and `log_bcp`, and where they can the declared
+hooks: `logit_weights(features)` and `network()` (realizability: the weights of a student that
+reproduces p exactly), `class_gaussians()` (quadrature) and `population_moments()`
+(standardisation). Everything else is shared here. This module knows nothing of students: a student
+reads the realizability hooks and builds its own theta* from them (`bkd_theory.students`).
 """
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +18,12 @@ import numpy as np
 from scipy.special import log_softmax
 
 from . import quadrature, validation
-from .features import feature_kind
-from .linear import fix_gauge, hessian_condition, linear_hessian
+from .registry import Registry
+
+#: every task preset by name; presets register themselves with `@register_task("name")` on a
+#: zero-argument factory. `make_task`, the CLI and the contract tests read it.
+TASKS: Registry = Registry("task")
+register_task = TASKS
 
 METHODS = ("auto", "quadrature", "monte-carlo")
 
@@ -79,16 +86,55 @@ def bcp_calibration(p: np.ndarray, y: np.ndarray, bins: int = 10, min_count: int
             "freq": np.asarray(freq), "mean_p": np.asarray(mean_p), "count": np.asarray(count)}
 
 
+def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """Return `rng` as a numpy Generator: a Generator is returned as is, a non-negative int seeds one."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+        return np.random.default_rng(int(rng))
+    raise ValueError(f"{name} must be a numpy Generator or a non-negative integer seed, got {rng!r}")
+
+
+@dataclass(frozen=True)
+class Network:
+    """A declared network whose softmax is the task's BCP exactly (the `Task.network()` hook).
+
+    Attributes:
+        layers: [(W `[out, in]`, b `[out]`), ...], hidden layers first, output layer last, float64.
+        activation: the hidden activation's name ("tanh", "relu", ...).
+    """
+
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]
+    activation: str
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Hidden-layer widths."""
+        return tuple(W.shape[0] for W, _ in self.layers[:-1])
+
+
 class Task(abc.ABC):
     """A synthetic classification task with exact BCPs p(x) = P(y | x) (DESIGN 2.1, 3).
 
-    Subclasses implement `num_classes`, `dim`, `sample` and `log_bcp`; the rest has defaults.
-    Results of `bayes_accuracy`, `conditional_entropy` and `describe` are cached per instance
-    (tasks are immutable: their arrays are read-only).
+    Subclasses implement `num_classes`, `dim`, `sample(n, rng)` and `log_bcp(x)`; the rest has
+    defaults. `sample` accepts a numpy Generator or an integer seed in every subclass (the base
+    wraps the subclass's method). Results of `bayes_accuracy`, `conditional_entropy` and
+    `describe` are cached per instance (tasks are immutable: their arrays are read-only).
     """
 
     #: short name used on the command line ("paper", "triangle", ...)
     name: str = "task"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("sample")
+        if own is not None and not getattr(own, "_checks_rng", False):
+            @functools.wraps(own)
+            def sample(self: "Task", n: int, rng: Any) -> tuple[np.ndarray, np.ndarray]:
+                return own(self, validation.positive_int("n", n), as_generator(rng))
+
+            sample._checks_rng = True  # type: ignore[attr-defined]
+            cls.sample = sample  # type: ignore[method-assign]
 
     @property
     @abc.abstractmethod
@@ -101,7 +147,7 @@ class Task(abc.ABC):
         """d, the input dimension."""
 
     @abc.abstractmethod
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator | int) -> tuple[np.ndarray, np.ndarray]:
         """Draw n i.i.d. pairs. Returns x `[n, d]` float64 and y `[n]` int64 in {0..K-1}."""
 
     @abc.abstractmethod
@@ -112,18 +158,26 @@ class Task(abc.ABC):
         """Return the Bayes class probabilities p(x) `[N, K]` (rows on the simplex)."""
         return np.exp(self.log_bcp(x))
 
-    # ------------------------------------------------------------------ hooks
-    def _logit_weights(self, features: str) -> np.ndarray:
-        """Return W `[K, F+1]` with log p(x) = log_softmax(W (phi(x), 1)), any gauge; ValueError if none."""
+    # ------------------------------------------------------------------ declared hooks
+    def logit_weights(self, features: str = "linear") -> np.ndarray:
+        """Realizability hook: W `[K, F+1]` with log p(x) = log_softmax(W (phi(x), 1)) (bias last).
+
+        Any gauge (rows may share a common shift). `features` is "linear" or "quadratic"
+        (`synthetic.features`). Raises ValueError when no such W exists.
+        """
         raise ValueError(f"task {self.name!r} is not realizable by a linear softmax student with {features} features")
 
-    def _class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def network(self) -> Network:
+        """Realizability hook: a network whose softmax is p(x) exactly; ValueError when none is declared."""
+        raise ValueError(f"task {self.name!r} declares no network that reproduces its BCPs")
+
+    def class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """Return (priors [K], means [K, d], variances [K, d]) if x | y=k ~ N(mu_k, diag v_k), else None."""
         return None
 
     def population_moments(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the population mean m `[d]` and per-coordinate standard deviation s `[d]` of x."""
-        gauss = self._class_gaussians()
+        gauss = self.class_gaussians()
         if gauss is None:
             raise NotImplementedError(f"{type(self).__name__} does not know its population moments")
         pi, mu, v = gauss
@@ -131,23 +185,9 @@ class Task(abc.ABC):
         return m, np.sqrt(pi @ (v + mu**2) - m**2)
 
     # ------------------------------------------------------------------ derived
-    def optimum(self, gauge: Any = "pinned", features: Any = "linear") -> np.ndarray:
-        """Return theta* of the linear softmax student, W* `[K', F+1]` (bias last; DESIGN 2.5).
-
-        K' = K-1 for "pinned" (row K fixed at 0), K for "full" (rows sum to zero). The flat
-        parameter vector is `W.reshape(-1)`. Raises ValueError if the student is not realizable.
-        """
-        return fix_gauge(self._logit_weights(feature_kind(features)), gauge)
-
-    def standardized(self) -> Task:
-        """Return the task in coordinates x' = (x - m) / s (DESIGN 2.6); see `Standardized`."""
-        from .standardize import Standardized
-
-        return Standardized(self)
-
     def _quadrature_ok(self, method: str) -> bool:
         method = validation.one_of("method", method, METHODS)
-        ok = self._class_gaussians() is not None and self.dim <= quadrature.MAX_DIM
+        ok = self.class_gaussians() is not None and self.dim <= quadrature.MAX_DIM
         if method == "quadrature" and not ok:
             raise ValueError(f"method='quadrature' needs Gaussian classes and d <= {quadrature.MAX_DIM} (task {self.name!r})")
         return ok and method != "monte-carlo"
@@ -178,11 +218,11 @@ class Task(abc.ABC):
         def compute() -> Estimate:
             if self._quadrature_ok(method):
                 try:
-                    W = self._logit_weights("quadratic")
+                    W = self.logit_weights("quadratic")
                 except ValueError:
                     W = None
                 if W is not None:
-                    value, err = quadrature.bayes_accuracy_quadratic(*self._class_gaussians(), W)
+                    value, err = quadrature.bayes_accuracy_quadratic(*self.class_gaussians(), W)
                     return Estimate(value, err, "quadrature (exact between decision boundaries, adaptive outer)")
                 if method == "quadrature":
                     raise ValueError(f"method='quadrature' needs quadratic logits (task {self.name!r})")
@@ -206,8 +246,8 @@ class Task(abc.ABC):
                     logp = self.log_bcp(x)
                     return -np.sum(np.exp(logp) * logp, axis=1)
 
-                fine = quadrature.gauss_hermite_mean(f, *self._class_gaussians(), nodes=200)
-                coarse = quadrature.gauss_hermite_mean(f, *self._class_gaussians(), nodes=100)
+                fine = quadrature.gauss_hermite_mean(f, *self.class_gaussians(), nodes=200)
+                coarse = quadrature.gauss_hermite_mean(f, *self.class_gaussians(), nodes=100)
                 return Estimate(float(fine), float(abs(fine - coarse)), "quadrature (Gauss-Hermite, 200 nodes per dimension)")
             return self._monte_carlo("entropy", n, seed)
 
@@ -220,40 +260,32 @@ class Task(abc.ABC):
         of y given x.
         """
         n = validation.positive_int("n", n)
-        rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(0 if rng is None else rng)
-        x, y = self.sample(n, rng)
+        x, y = self.sample(n, as_generator(0 if rng is None else rng))
         return bcp_calibration(self.bcp(x), y, bins=bins)
 
     def describe(self, n: int = 200_000, seed: int = 0) -> dict[str, Any]:
-        """Return K, d, Bayes accuracy, H(Y|X) (with SE) and the linear student's Hessian conditioning.
-
-        The Hessian at theta* (`synthetic.linear_hessian`, Monte Carlo over n inputs) is for linear
-        features, or quadratic ones if only those are realizable; "kappa_full" is taken on the range
-        of H. It is None when no linear student is realizable.
-        """
+        """Return the name, K, d, the Bayes accuracy and H(Y|X) (each with SE and method), and the
+        realizability hooks the task declares. The students' conditioning at theta* is
+        `bkd_theory.theory.conditioning(task, student)`."""
         def compute() -> dict[str, Any]:
-            out: dict[str, Any] = {
+            realizable = []
+            for kind in ("linear", "quadratic"):
+                try:
+                    self.logit_weights(kind)
+                    realizable.append(f"linear student, {kind} features")
+                except ValueError:
+                    pass
+            try:
+                net = self.network()
+                realizable.append(f"network {'x'.join(map(str, net.widths))} {net.activation}")
+            except ValueError:
+                pass
+            return {
                 "name": self.name, "K": self.num_classes, "d": self.dim,
                 "bayes_accuracy": self.bayes_accuracy(n=n, seed=seed).to_dict(),
                 "conditional_entropy": self.conditional_entropy(n=n, seed=seed).to_dict(),
-                "hessian": None,
+                "realizable_by": realizable,
             }
-            for kind in ("linear", "quadratic"):
-                try:
-                    self._logit_weights(kind)
-                except ValueError:
-                    continue
-                hess: dict[str, Any] = {"features": kind, "method": f"monte carlo (n={n}, seed={seed})"}
-                H = linear_hessian(self, "full", kind, n=n, rng=np.random.default_rng(seed))
-                G = H.shape[0] // self.num_classes
-                for gauge, Hg in (("pinned", H[:-G, :-G]), ("full", H)):
-                    cond = hessian_condition(Hg, gauge, self.num_classes)
-                    hess[f"kappa_{gauge}"] = cond["kappa"]
-                    hess[f"lambda_min_{gauge}"] = cond["lambda_min"]
-                    hess[f"lambda_max_{gauge}"] = cond["lambda_max"]
-                out["hessian"] = hess
-                break
-            return out
 
         return self._cached(("describe", n, seed), compute)
 

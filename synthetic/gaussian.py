@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import validation
-from .base import Task
-from .features import num_features
+from .base import Task, register_task
+from .features import feature_kind, num_features
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ class _GaussianClasses(Task):
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw y ~ pi, then x = mu_y + sqrt(v_y) * z with z ~ N(0, I). Returns x `[n, d]`, y `[n]`."""
         n = validation.positive_int("n", n)
-        priors, means, variances = self._class_gaussians()
+        priors, means, variances = self.class_gaussians()
         y = rng.choice(len(priors), size=n, p=priors).astype(np.int64)
         x = means[y] + np.sqrt(variances)[y] * rng.standard_normal((n, means.shape[1]))
         return x, y
@@ -103,17 +103,17 @@ class GaussianMixture(_GaussianClasses):
 
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         x = self._check_x(x)
-        W = self._logit_weights("linear")
+        W = self.logit_weights("linear")
         return self._normalise(x @ W[:, :-1].T + W[:, -1])
 
-    def _logit_weights(self, features: str) -> np.ndarray:
+    def logit_weights(self, features: str = "linear") -> np.ndarray:
         K, d = self.means.shape
         W = np.zeros((K, num_features(d, features) + 1))
         W[:, :d] = self.means / self.var
         W[:, -1] = -np.sum(self.means**2, axis=1) / (2.0 * self.var) + np.log(self.priors)
         return W
 
-    def _class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.priors, self.means, np.full(self.means.shape, self.var)
 
 
@@ -161,8 +161,9 @@ class HeteroscedasticGaussian(_GaussianClasses):
                   - 0.5 * np.sum((x[:, None, :] - mu[None]) ** 2 / v[None], axis=2))
         return self._normalise(logits)
 
-    def _logit_weights(self, features: str) -> np.ndarray:
+    def logit_weights(self, features: str = "linear") -> np.ndarray:
         K, d = self.means.shape
+        features = feature_kind(features)
         v, mu = self.variances, self.means
         bias = np.log(self.priors) - np.sum(mu**2 / (2.0 * v) + 0.5 * np.log(v), axis=1)
         if features == "linear":
@@ -180,5 +181,10 @@ class HeteroscedasticGaussian(_GaussianClasses):
         W[:, -1] = bias
         return W
 
-    def _class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self.priors, self.means, self.variances
+
+
+register_task("paper")(GaussianMixture.paper)
+register_task("triangle")(GaussianMixture.triangle)
+register_task("hetero")(HeteroscedasticGaussian.default)

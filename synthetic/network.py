@@ -7,7 +7,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from . import validation
-from .base import Task
+from .base import Network, Task, register_task
 
 ACTIVATIONS = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0.0)}
 
@@ -28,13 +28,14 @@ def mlp_forward(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, acti
     return h @ W.T + b
 
 
+@register_task("teacher-net")
 class TeacherNetworkTask(Task):
     """x ~ N(0, I_d); p(x) = softmax(beta g_omega(x)) for a fixed random MLP g_omega.
 
     omega is drawn once from `seed` at construction: every weight ~ N(0, gain^2 / fan_in)
     (gain 1 for tanh, sqrt(2) for relu) and every bias ~ N(0, 0.5^2). The inverse temperature
     beta sets H(Y|X) (beta = 0 gives log K; H decreases monotonically as beta grows). An MLP
-    student of the same widths and activation is realizable, with theta* = `network_optimum()`;
+    student of the same widths and activation is realizable, with theta* = the declared `network()`;
     a linear student is not. Use it for non-convex checks (T2/T4).
 
     Args:
@@ -76,12 +77,12 @@ class TeacherNetworkTask(Task):
     def dim(self) -> int:
         return self._dim
 
-    def network(self, x: np.ndarray) -> np.ndarray:
+    def network_logits(self, x: np.ndarray) -> np.ndarray:
         """Return g_omega(x) `[N, K]` (logits before the inverse temperature)."""
         return mlp_forward(list(self.layers), self._check_x(x), self.activation)
 
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
-        return self._normalise(self.beta * self.network(x))
+        return self._normalise(self.beta * self.network_logits(x))
 
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Draw x ~ N(0, I_d), then y ~ p(x) by inverse CDF with one uniform per sample."""
@@ -91,32 +92,25 @@ class TeacherNetworkTask(Task):
         y = np.minimum(np.sum(np.cumsum(self.bcp(x), axis=1) < u, axis=1), self._K - 1).astype(np.int64)
         return x, y
 
-    def network_optimum(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Return theta* for an MLP student of the same architecture: [(W [out, in], b [out]), ...].
-
-        Hidden layers first, then the output layer with beta folded in, so
-        softmax(mlp_forward(network_optimum(), x, activation)) = p(x) exactly. Copies, float64.
-        """
+    def network(self) -> Network:
+        """The realizability hook: omega with beta folded into the output layer, so that
+        softmax(mlp_forward(network().layers, x, activation)) = p(x) exactly. Copies, float64."""
         out = [(W.copy(), b.copy()) for W, b in self.layers]
         W, b = out[-1]
         out[-1] = (self.beta * W, self.beta * b)
-        return out
+        return Network(tuple(out), self.activation)
 
-    def _logit_weights(self, features: str) -> np.ndarray:
+    def logit_weights(self, features: str = "linear") -> np.ndarray:
         raise ValueError(
             f"task {self.name!r} is not realizable by a linear softmax student ({features} features): "
-            "its logits are an MLP; use network_optimum() with an MLP student"
+            "its logits are an MLP; use a student of the architecture of network()"
         )
 
     def population_moments(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(self._dim), np.ones(self._dim)
 
-    def _class_gaussians(self) -> None:
+    def class_gaussians(self) -> None:
         return None
-
-    def standardized(self) -> TeacherNetworkTask:
-        """x ~ N(0, I) is already standardised: returns this task."""
-        return self
 
     def with_entropy(self, target: float, n: int = 200_000, seed: int = 0) -> TeacherNetworkTask:
         """Return the same network with beta solved so that H(Y|X) = target (nats).
@@ -129,7 +123,7 @@ class TeacherNetworkTask(Task):
         """
         target = validation.in_interval("target", target, 0.0, float(np.log(self._K)), closed=False)
         n = validation.positive_int("n", n)
-        g = self.network(np.random.default_rng(seed).standard_normal((n, self._dim)))
+        g = self.network_logits(np.random.default_rng(seed).standard_normal((n, self._dim)))
 
         def excess(beta: float) -> float:
             logp = self._normalise(beta * g)

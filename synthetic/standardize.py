@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import validation
-from .base import Task
+from .base import Network, Task
 from .features import affine_feature_map
 
 
@@ -64,11 +64,17 @@ class Standardized(Task):
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         return self.base.log_bcp(self.to_raw(x))
 
-    def _logit_weights(self, features: str) -> np.ndarray:
-        return self.base._logit_weights(features) @ affine_feature_map(self.shift, self.scale, features)
+    def logit_weights(self, features: str = "linear") -> np.ndarray:
+        return self.base.logit_weights(features) @ affine_feature_map(self.shift, self.scale, features)
 
-    def _class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        gauss = self.base._class_gaussians()
+    def network(self) -> Network:
+        """The base task's network with its first layer absorbing x = m + s x': W' = W diag(s), b' = b + W m."""
+        net = self.base.network()
+        (W, b), rest = net.layers[0], net.layers[1:]
+        return Network(((W * self.scale, b + W @ self.shift), *rest), net.activation)
+
+    def class_gaussians(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        gauss = self.base.class_gaussians()
         if gauss is None:
             return None
         pi, mu, v = gauss
@@ -78,9 +84,22 @@ class Standardized(Task):
         m, s = self.base.population_moments()
         return (m - self.shift) / self.scale, s / self.scale
 
-    def standardized(self) -> Task:
-        """Standardise the base task again (idempotent with the default moments)."""
-        return Standardized(self.base)
-
     def __repr__(self) -> str:
         return f"<Standardized {self.base!r}>"
+
+
+def standardize(task: Task) -> Task:
+    """The task in coordinates x' = (x - m) / s with its exact population moments (DESIGN 2.6).
+
+    Idempotent: a `Standardized` task is standardised from its base again, and a task whose
+    population mean is 0 and standard deviation 1 already (e.g. `TeacherNetworkTask`) is returned
+    as it is.
+    """
+    if isinstance(task, Standardized):
+        return Standardized(task.base)
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a synthetic Task, got {type(task).__name__}")
+    m, s = task.population_moments()
+    if np.array_equal(m, np.zeros(task.dim)) and np.array_equal(s, np.ones(task.dim)):
+        return task
+    return Standardized(task)

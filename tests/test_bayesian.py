@@ -6,7 +6,9 @@ import pytest
 import torch
 from scipy.special import log_softmax
 
-from bkd_theory import bayesian, laplace, rng
+from bkd_theory import rng
+from bkd_theory.teachers import FunctionTeacher, laplace, quality
+from bkd_theory.teachers import trained as bayesian
 from synthetic import GaussianMixture
 
 SMALL = dict(widths=(16,), epochs=3, batch_size=32)  # light tests: tiny nets, a few epochs
@@ -39,8 +41,8 @@ class _ProbaOnly:
 
 def test_exact_bcp_teacher_has_zero_distance_and_ece(triangle):
     task = triangle[0]
-    for teacher in (bayesian.FunctionTeacher(task.log_bcp, "bcp", 3, 2), _ProbaOnly(task.bcp)):
-        r = bayesian.teacher_report(teacher, task, 2000, seed=1)
+    for teacher in (FunctionTeacher(task.log_bcp, name="bcp", log=True), _ProbaOnly(task.bcp)):
+        r = quality.teacher_report(teacher, task, 2000, seed=1)
         assert abs(r["kl"].value) <= 1e-12 and r["l2"].value <= 1e-12 and r["brier"].value <= 1e-24
         # ECE against the TRUE p has no sampling noise for the exact teacher (confidence ==
         # p_argmax pointwise), so it is 0 up to rounding; an ECE against sampled labels is not
@@ -52,8 +54,8 @@ def test_exact_bcp_teacher_has_zero_distance_and_ece(triangle):
 @pytest.mark.parametrize("tau", [0.5, 2.0])
 def test_temperature_scaled_teacher_is_miscalibrated(triangle, tau):
     task = triangle[0]
-    cold = bayesian.FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / tau, axis=1), f"temp:{tau}", 3, 2)
-    r = bayesian.teacher_report(cold, task, 2000, seed=1)
+    cold = FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / tau, axis=1), name=f"temp:{tau}", log=True)
+    r = quality.teacher_report(cold, task, 2000, seed=1)
     # the ECE of a miscalibrated teacher is a positive population quantity: it must exceed 4 SE
     assert r["ece"].value > 4 * r["ece"].se
     assert r["kl"].value > 4 * r["kl"].se
@@ -63,9 +65,9 @@ def test_temperature_scaled_teacher_is_miscalibrated(triangle, tau):
 def test_brier_decomposition_against_labels(triangle):
     # E ||p~ - e_y||^2 = ||p~ - p||^2 + 1 - ||p||^2 (y ~ p); compare within 4 SE of the label Brier
     task = triangle[0]
-    teacher = bayesian.FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / 2.0, axis=1), "temp:2", 3, 2)
-    r = bayesian.teacher_report(teacher, task, 4000, seed=2)
-    x, _ = task.sample(4000, rng.generator(2, 32, 0))
+    teacher = FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / 2.0, axis=1), name="temp:2", log=True)
+    r = quality.teacher_report(teacher, task, 4000, seed=2)
+    x, _ = task.sample(4000, rng.stream(2, "teacher.quality", 0))
     p = task.bcp(x)
     expected = r["brier"].value + 1.0 - (p ** 2).sum(axis=1).mean()
     assert abs(r["brier_labels"].value - expected) <= 4 * r["brier_labels"].se
@@ -109,11 +111,14 @@ def test_target_law_interface(triangle):
     t = bayesian.fit_deterministic(x, y, seed=0, **SMALL)
     xe, ye = task.sample(10, rng.generator(0, 3))
     p = t.predict_proba(xe)
-    assert t.unbiased is False and t.stochastic is False and t.input_dependent is True
-    for out in (t.targets(xe), t.mean(xe), t.sample(xe, ye, rng.generator(0, 4))):
-        assert np.array_equal(out, p)
-    assert np.array_equal(t.cov(xe), np.zeros((10, 3, 3)))
-    assert t.config.kind == "deterministic" and t.train_time > 0 and t.name == "deterministic"
+    assert t.unbiased is False and t.stochastic is False and t.needs_x is True
+    truth = task.bcp(xe)  # a teacher of x ignores the true p for its targets and moments
+    for out in (t.probs(xe), t.mean(truth, x=xe), t.sample(truth, ye, rng.generator(0, 4), x=xe)):
+        np.testing.assert_allclose(out, p, rtol=0, atol=1e-15)
+    assert np.array_equal(t.cov(truth, x=xe), np.zeros((10, 3, 3)))
+    assert t.config.kind == "deterministic" and t.train_time > 0 and t.spec == "deterministic"
+    with pytest.raises(ValueError, match="x"):
+        t.sample(truth, ye, None)
 
 
 _BAD = [
@@ -147,7 +152,7 @@ def test_bad_data_raise_naming_the_parameter(triangle):
     with pytest.raises(ValueError, match=r"^x\b"):
         t.predict_proba(np.zeros((4, 5)))
     with pytest.raises(ValueError, match=r"^n\b"):
-        bayesian.teacher_report(t, task, 1)
+        quality.teacher_report(t, task, 1)
     with pytest.raises(ValueError, match=r"^net\b"):
         bayesian.laplace_from_network(bayesian.fit_ensemble(x, y, members=2, **SMALL), x, y)
 
@@ -227,5 +232,5 @@ def test_bayesian_teachers_closer_to_bcp_than_deterministic_on_paper_task():
     ens = bayesian.fit_ensemble(x, y, members=5, num_classes=5, seed=0)
     lap = bayesian.laplace_from_network(det, x, y)
     for better in (ens, lap):
-        d = bayesian.paired_difference(det, better, task, 10_000, seed=1)
+        d = quality.paired_difference(det, better, task, 10_000, seed=1)
         assert d.value > 4 * d.se, (better.name, d)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bkd_theory import instruments as ins
+from bkd_theory import stats
 from bkd_theory.rng import generator
 from bkd_theory.students import Linear
 from bkd_theory.teachers import parse_teacher
@@ -27,14 +28,14 @@ def task():
 
 
 def make_ctx(task, student, teacher, theta, *, n_eval=2000, seed=0, active=None, star=True):
-    """A StepContext as the loop builds it, with a fixed eval set and probe stream."""
+    """A StepContext as the loop builds it, with a fixed eval set and per-chain instrument streams."""
     eval_set = ins.EvalSet.from_task(task, n_eval, generator(seed, 1), dtype=student.dtype)
     chains = theta.shape[0]
     return ins.StepContext(
         step=0, gamma=0.1, theta=theta, theta_star=student.optimum(task) if star else None,
         student=student, task=task, teacher=teacher, batch_size=1, eval_set=eval_set,
         active=torch.ones(chains, dtype=torch.bool) if active is None else active,
-        probe=generator(seed, 2),
+        streams=ins.StreamBank(seed, np.arange(chains)),
     )
 
 
@@ -113,7 +114,7 @@ def test_gradient_moments_match_sample_formulas_and_chunking(task):
         np.testing.assert_allclose(mom.second_moment.numpy(), sq.mean(1), rtol=1e-12)
         np.testing.assert_allclose(mom.cov_trace.numpy(), cov_trace, rtol=1e-10)
         np.testing.assert_allclose(mom.second_moment_se.numpy(), sq.std(1, ddof=1) / math.sqrt(m), rtol=1e-10)
-    assert ins.gradients.chunk_size(chains, student.num_params, 8, m, 3 * chains * student.num_params * 8) == 3
+    assert ins.moments.chunk_size(chains, student.num_params, 8, m, 3 * chains * student.num_params * 8) == 3
 
 
 def linear_onehot_sigma2(task, n, rng):
@@ -210,14 +211,14 @@ def test_loss_noise_raw_and_detrended():
 def test_stationary_window_stats():
     rng = np.random.default_rng(1)
     flat = 1.0 + rng.standard_normal((200, 64))
-    st = ins.stationary_window_stats(flat)
+    st = stats.stationary_window_stats(flat)
     assert st.stationary and st.chains == 64
     assert st.se == pytest.approx(flat.mean(0).std(ddof=1) / 8)
     assert abs(st.mean - 1.0) <= 4 * st.se
     decaying = flat + 5 * np.exp(-np.arange(200) / 50)[:, None]
-    assert not ins.stationary_window_stats(decaying).stationary
+    assert not stats.stationary_window_stats(decaying).stationary
     flat[3, 5] = np.nan  # a diverged chain is dropped
-    assert ins.stationary_window_stats(flat).chains == 63
+    assert stats.stationary_window_stats(flat).chains == 63
 
 
 def test_default_instruments_cover_the_contract(task):
@@ -238,8 +239,8 @@ def test_default_instruments_cover_the_contract(task):
     (lambda: ins.GradientNoise(probe_size=1), "probe_size"),
     (lambda: ins.Calibration(bins=0), "bins"),
     (lambda: ins.default_instruments(0, 10), "eval_every"),
-    (lambda: ins.stationary_window_stats(np.ones((1, 3))), "values"),
-    (lambda: ins.trailing_window(np.arange(5), 0.0), "window"),
+    (lambda: stats.stationary_window_stats(np.ones((1, 3))), "values"),
+    (lambda: stats.trailing_window(np.arange(5), 0.0), "window"),
 ])
 def test_bad_input_names_the_parameter(bad, match):
     with pytest.raises(ValueError, match=match):
@@ -250,6 +251,6 @@ def test_eval_log_q_chunked_over_chains_is_exact(task, monkeypatch):
     student = Linear(task, dtype=F64)
     theta = at_optimum(student, task, 5) * torch.linspace(0.5, 1.5, 5, dtype=F64)[:, None]
     whole = make_ctx(task, student, parse_teacher("onehot"), theta, n_eval=100).eval_log_q
-    monkeypatch.setattr(ins.base, "EVAL_CHUNK_ELEMENTS", 2 * 100 * (task.dim + 1))  # chunks of 2 chains
+    monkeypatch.setattr(ins.context, "EVAL_CHUNK_ELEMENTS", 2 * 100 * (task.dim + 1))  # chunks of 2 chains
     chunked = make_ctx(task, student, parse_teacher("onehot"), theta, n_eval=100).eval_log_q
     assert torch.equal(whole, chunked) and whole.shape == (5, 100, task.num_classes)

@@ -9,7 +9,7 @@ import pytest
 from scipy.special import log_softmax
 
 import synthetic
-from bkd_theory import bayesian
+from bkd_theory.teachers import FunctionTeacher
 from bkd_theory.reproduce import CLAIM_COLUMNS, f01_learning_curves, f09_bayesian_teachers
 
 VERDICTS = {"agrees", "disagrees", "holds", "fails", "inconclusive", "finding"}
@@ -85,9 +85,8 @@ def test_f9_student_of_the_exact_bcp_teacher_reproduces_the_bcp_run():
     """
     task = synthetic.make_task("paper", standardize=True)
     setting = dataclasses.replace(f09_bayesian_teachers.QUICK, n=40, epochs=1, seeds=2, eval_every=20, eval_n=200)
-    exact = bayesian.FunctionTeacher(task.log_bcp, "exact", task.num_classes, task.dim)
-    flat = bayesian.FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / 4.0, axis=1), "tempered:4",
-                                    task.num_classes, task.dim)
+    exact = FunctionTeacher(task.log_bcp, name="exact", log=True)
+    flat = FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / 4.0, axis=1), name="tempered:4", log=True)
     ref, via, biased = (f09_bayesian_teachers._student(task, setting, t) for t in ("bcp", exact, flat))
     assert via.config["teacher"] == "exact" and biased.config["teacher"] == "tempered:4"
     np.testing.assert_array_equal(via.theta_final, ref.theta_final)

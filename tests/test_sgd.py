@@ -13,7 +13,7 @@ import torch
 
 import synthetic
 from bkd_theory import cli, sgd
-from bkd_theory.bayesian import FunctionTeacher
+from bkd_theory.teachers import FunctionTeacher
 from bkd_theory.rng import chain_streams
 from bkd_theory.students import Linear
 from bkd_theory.teachers import parse_teacher
@@ -111,14 +111,14 @@ class FreshExcessRisk:
     every: int
     m: int = 32
     name: ClassVar[str] = "fresh_excess_risk"
-    needs: ClassVar[frozenset] = frozenset({"theta", "probe"})
+    needs: ClassVar[frozenset] = frozenset({"theta"})
 
     def schedule(self, step: int) -> bool:
         return step % self.every == 0
 
     def observe(self, ctx):
         R = ctx.theta.shape[0]
-        x, _ = ctx.task.sample(R * self.m, ctx.probe)
+        x = np.concatenate([ctx.task.sample(self.m, g)[0] for g in ctx.streams(self.name)])
         log_p = torch.tensor(ctx.task.log_bcp(x), dtype=F64).reshape(R, self.m, -1)
         log_q = ctx.student.log_probs(ctx.theta, torch.tensor(x, dtype=F64).reshape(R, self.m, -1))
         return {"excess_risk": (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)}
@@ -186,7 +186,7 @@ def test_objects_and_trained_teacher_give_the_named_run():
     task = synthetic.make_task("triangle")
     named = sgd.run(task="triangle", teacher="bcp", gamma=0.2, steps=200, chains=2, instruments=[])
     objs = sgd.run(task, Linear(task, dtype=F64), parse_teacher("bcp"), gamma=0.2, steps=200, chains=2, instruments=[])
-    exact = FunctionTeacher(task.log_bcp, "exact-bcp", 3, 2)  # input-dependent teacher p~(x) = p(x)
+    exact = FunctionTeacher(task.log_bcp, name="exact-bcp", log=True)  # a teacher of x: p~(x) = p(x)
     trained = sgd.run(task, "linear", exact, gamma=0.2, steps=200, chains=2, instruments=[])
     assert objs.config == named.config and trained.config["teacher"] == "exact-bcp"
     np.testing.assert_array_equal(objs.theta_final, named.theta_final)
@@ -215,8 +215,8 @@ def test_schedules():
 
 def test_finite_shuffle_visits_every_point_once_per_epoch():
     cfg = sgd.RunConfig(regime="finite", n=7, batch=3, sampling="shuffle", chains=1)
-    feed = sgd._Feed(cfg, synthetic.make_task("triangle"), parse_teacher("onehot"), [chain_streams(0, 0)], F64)
-    idx = feed._indices(0, 21)
+    feed = sgd.Feed(cfg, synthetic.make_task("triangle"), parse_teacher("onehot"), [chain_streams(0, 0)], F64)
+    idx = feed.indices(0, 21)
     for e in range(3):
         assert sorted(idx[7 * e : 7 * e + 7]) == list(range(7))
 
@@ -251,10 +251,8 @@ def test_cli_run_json(capsys, tmp_path):
 def test_trained_teacher_mixed_with_labels_trains_and_probes_the_kd_law():
     # the exact-BCP function teacher with lam < 1 is the law mixture:lam:bcp, in the updates and in
     # the instruments' probe targets alike, so every recorded quantity equals the plain run's
-    from bkd_theory.bayesian import FunctionTeacher
-
     task = synthetic.make_task("triangle")
-    exact = FunctionTeacher(task.log_bcp, "exact", task.num_classes, task.dim)
+    exact = FunctionTeacher(task.log_bcp, name="exact", log=True)
     kw = dict(gamma=0.05, steps=300, chains=3, eval_every=100, lam=0.5, dtype="float64", seed=4)
     a = sgd.run(task, "linear", exact, **kw)
     b = sgd.run(task, "linear", "bcp", **kw)

@@ -9,7 +9,7 @@ import oracles
 import synthetic
 from bkd_theory import rng as bkd_rng
 from bkd_theory import sgd, students
-from bkd_theory.students import ACTIVATIONS, MLP, Linear, make_student, torch_features
+from bkd_theory.students import ACTIVATIONS, MLP, Linear, build_student, torch_features
 
 F64 = torch.float64
 LINEAR_CASES = [  # (task, gauge, features)
@@ -76,7 +76,7 @@ def test_full_gauge_gradient_rows_sum_to_zero_on_simplex():
 @pytest.mark.parametrize("spec,name", [("mlp:8x6:tanh", "teacher-net"), ("mlp:7:relu", "triangle"), ("mlp:5:gelu", "paper")])
 def test_mlp_per_sample_grads_match_autograd_loop(spec, name):
     task = synthetic.make_task(name)
-    s = make_student(spec, task, dtype=F64)
+    s = build_student(spec, task, dtype=F64)
     theta, (x, t) = 0.5 * _theta(s, 3, 4), _batch(task, 3, 4, 5, simplex=False)
     fast = s.per_sample_grads(theta, x, t)
     torch.testing.assert_close(fast, oracles.per_sample_grads_loop(s, theta, x, t), rtol=0, atol=1e-10)
@@ -87,7 +87,7 @@ def test_mlp_per_sample_grads_match_autograd_loop(spec, name):
 @pytest.mark.parametrize("spec,name,features", [("linear", "triangle", "linear"), ("linear", "hetero", "quadratic"), ("mlp:6x5:relu", "triangle", "linear"), ("mlp:4:tanh", "paper", "linear")])
 def test_fused_sgd_step_equals_theta_minus_gamma_grad(spec, name, features, B):
     task = synthetic.make_task(name)
-    s = make_student(spec, task, features=features, dtype=F64)
+    s = build_student(spec, task, features=features, dtype=F64)
     theta, (x, t) = _theta(s, 3, 15), _batch(task, 3, B, 16, simplex=False)
     out = torch.full_like(theta, float("nan"))
     assert s.sgd_step(theta, x, t, 0.07, out=out) is out
@@ -111,7 +111,7 @@ def test_mlp_hand_written_backward_matches_torch_func(activation, B):
 @pytest.mark.parametrize("spec,name,gauge,features", [("linear", *c) for c in LINEAR_CASES] + [("mlp:6:tanh", "triangle", "pinned", "linear")])
 def test_prob_jacobian_and_hessian_match_autograd(spec, name, gauge, features):
     task = synthetic.make_task(name)
-    s = make_student(spec, task, gauge=gauge, features=features, dtype=F64)
+    s = build_student(spec, task, gauge=gauge, features=features, dtype=F64)
     theta = 0.5 * _theta(s, 1, 6)[0]
     x, t = _batch(task, 1, 5, 7, simplex=False)
     J = s.prob_jacobian(theta, x[0])
@@ -184,8 +184,8 @@ def test_mlp_random_init_is_nn_linear_uniform_and_reproducible():
 
 
 @pytest.mark.parametrize("spec,expected", [("linear", "linear"), ("mlp", "mlp:128x128:relu"), ("MLP:64x64", "mlp:64x64:relu"), ("mlp:32:tanh", "mlp:32:tanh")])
-def test_make_student_specs(spec, expected):
-    assert make_student(spec, synthetic.make_task("triangle")).spec == expected
+def test_build_student_specs(spec, expected):
+    assert build_student(spec, synthetic.make_task("triangle")).spec == expected
 
 
 @pytest.mark.parametrize("kwargs,param", [
@@ -196,7 +196,7 @@ def test_make_student_specs(spec, expected):
 def test_bad_student_input(kwargs, param):
     kwargs = dict(kwargs)
     with pytest.raises(ValueError, match=param):
-        make_student(kwargs.pop("spec"), synthetic.make_task("triangle"), **kwargs)
+        build_student(kwargs.pop("spec"), synthetic.make_task("triangle"), **kwargs)
 
 
 def test_bad_init_input():
@@ -221,7 +221,7 @@ def test_identifiable_removes_exactly_the_gauge_null_space():
     assert torch.allclose(st.identifiable(v), v - (v @ N) @ N.T, atol=1e-14)
     pinned = students.Linear(task, gauge="pinned", dtype=torch.float64)
     assert torch.equal(pinned.identifiable(v[:, : pinned.num_params]), v[:, : pinned.num_params])
-    mlp = students.make_student("mlp:4", task, dtype=torch.float64)
+    mlp = students.build_student("mlp:4", task, dtype=torch.float64)
     w = torch.randn(2, mlp.num_params, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     x = torch.randn(2, 5, task.dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     shift = w - mlp.identifiable(w)

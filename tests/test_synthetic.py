@@ -6,9 +6,15 @@ import pytest
 from scipy.special import softmax
 
 import synthetic
+from bkd_theory.students import fix_gauge
 from synthetic import GaussianMixture, HeteroscedasticGaussian, TeacherNetworkTask
 
-TASKS = [(name, std) for name in synthetic.TASK_NAMES for std in (False, True)]
+
+def optimum(task, gauge="pinned", kind="linear"):
+    """theta* of the linear student, from the task's realizability hook in the given gauge."""
+    return fix_gauge(task.logit_weights(kind), gauge)
+
+TASKS = [(name, std) for name in synthetic.task_names() for std in (False, True)]
 TASK_IDS = [f"{n}{'-std' if s else ''}" for n, s in TASKS]
 # (task, features) pairs where the linear softmax student is realizable
 REALIZABLE = {"paper": ("linear", "quadratic"), "triangle": ("linear", "quadratic"), "hetero": ("quadratic",),
@@ -37,9 +43,9 @@ def test_optimum_reproduces_bcp(name, std, gauge, kind):
     task = synthetic.make_task(name, standardize=std)
     if kind not in REALIZABLE[name]:
         with pytest.raises(ValueError, match="not realizable"):
-            task.optimum(gauge, kind)
+            optimum(task, gauge, kind)
         return
-    W = task.optimum(gauge, kind)
+    W = optimum(task, gauge, kind)
     K, F = task.num_classes, synthetic.num_features(task.dim, kind)
     assert W.shape == ((K - 1) if gauge == "pinned" else K, F + 1)
     if gauge == "full":
@@ -50,10 +56,10 @@ def test_optimum_reproduces_bcp(name, std, gauge, kind):
 
 def test_gaussian_mixture_closed_form():
     task = GaussianMixture([[0.0, 1.0], [2.0, -1.0], [1.0, 1.0]], 0.5, priors=[0.2, 0.3, 0.5])
-    W = task.optimum("pinned")
+    W = optimum(task, "pinned")
     full = np.concatenate([task.means / 0.5, (-np.sum(task.means**2, 1) / 1.0 + np.log(task.priors))[:, None]], 1)
     np.testing.assert_allclose(W, (full - full[-1])[:-1], atol=1e-14)
-    np.testing.assert_allclose(task.optimum("full", "quadratic")[:, 2:5], 0.0, atol=1e-14)
+    np.testing.assert_allclose(optimum(task, "full", "quadratic")[:, 2:5], 0.0, atol=1e-14)
 
 
 def _numpy_forward(layers, x, activation):
@@ -69,14 +75,16 @@ def _numpy_forward(layers, x, activation):
 @pytest.mark.parametrize("std", [False, True])
 def test_network_optimum_reproduces_bcp(activation, std):
     task = TeacherNetworkTask(activation=activation, widths=(16, 8), beta=3.0)
-    task = task.standardized() if std else task
-    layers = task.network_optimum()
+    task = synthetic.standardize(task) if std else task
+    net = task.network()
+    layers = net.layers
+    assert net.activation == activation and net.widths == (16, 8)
     assert [W.shape for W, _ in layers] == [(16, 5), (8, 16), (3, 8)]
     assert [b.shape for _, b in layers] == [(16,), (8,), (3,)]
     x = _probe_points(task)
     np.testing.assert_allclose(softmax(_numpy_forward(layers, x, activation), axis=1), task.bcp(x), atol=1e-10)
     with pytest.raises(ValueError, match="not realizable"):
-        task.optimum()
+        optimum(task)
 
 
 def test_paper_means_match_legacy_global_rng():
@@ -102,12 +110,12 @@ def test_triangle_preset():
 
 
 def test_make_task_names():
-    for name in synthetic.TASK_NAMES:
+    for name in synthetic.task_names():
         for std in (False, True):
             task = synthetic.make_task(name, standardize=std)
             assert task.name == name
             assert isinstance(task, synthetic.Task)
-    with pytest.raises(ValueError, match="task must be one of"):
+    with pytest.raises(ValueError, match="unknown task"):
         synthetic.make_task("cifar")
 
 
@@ -140,17 +148,17 @@ def test_features_order_and_affine_map():
 @pytest.mark.parametrize("name", ["paper", "triangle", "hetero"])
 def test_standardized_same_bcp(name):
     base = synthetic.make_task(name)
-    task = base.standardized()
+    task = synthetic.standardize(base)
     x, _ = base.sample(200, np.random.default_rng(1))
     np.testing.assert_allclose(task.bcp(task.from_raw(x)), base.bcp(x), atol=1e-12)
     m, s = task.population_moments()
     np.testing.assert_allclose(m, 0.0, atol=1e-12)
     np.testing.assert_allclose(s, 1.0, atol=1e-12)
-    again = task.standardized()
+    again = synthetic.standardize(task)
     np.testing.assert_allclose(again.shift, task.shift)
     np.testing.assert_allclose(again.scale, task.scale)
     if name != "hetero":  # W' = W diag(s), b' = b + W m (DESIGN 2.6)
-        W, Ws = base.optimum("full"), task.optimum("full")
+        W, Ws = optimum(base, "full"), optimum(task, "full")
         np.testing.assert_allclose(Ws[:, :-1], W[:, :-1] * task.scale, atol=1e-12)
         np.testing.assert_allclose(Ws[:, -1], W[:, -1] + W[:, :-1] @ task.shift, atol=1e-9)
 
@@ -158,7 +166,7 @@ def test_standardized_same_bcp(name):
 def test_linear_realizable_when_variances_shared():
     task = HeteroscedasticGaussian([[0.0, 0.0], [1.0, 2.0]], [[1.0, 2.0], [1.0, 2.0]])
     x, _ = task.sample(200, np.random.default_rng(0))
-    np.testing.assert_allclose(_student_probs(task.optimum("pinned"), x, "pinned", "linear"), task.bcp(x), atol=1e-12)
+    np.testing.assert_allclose(_student_probs(optimum(task, "pinned"), x, "pinned", "linear"), task.bcp(x), atol=1e-12)
 
 
 MEANS = [[0.0, 0.0], [1.0, 1.0]]
@@ -186,10 +194,11 @@ BAD_INPUTS = [
     ("n", lambda: TeacherNetworkTask().sample(0, np.random.default_rng(0))),
     ("n", lambda: GaussianMixture(MEANS, 1.0).bayes_accuracy(method="monte-carlo", n=0)),
     ("n", lambda: GaussianMixture(MEANS, 1.0).check_bcp(n=0)),
-    ("n", lambda: synthetic.linear_hessian(GaussianMixture(MEANS, 1.0), n=0)),
+    ("n", lambda: GaussianMixture(MEANS, 1.0).sample(1.5, 0)),
+    ("rng", lambda: GaussianMixture(MEANS, 1.0).sample(5, "seed")),
     ("x", lambda: GaussianMixture(MEANS, 1.0).bcp(np.zeros((4, 3)))),
-    ("gauge", lambda: GaussianMixture(MEANS, 1.0).optimum(gauge="free")),
-    ("features", lambda: GaussianMixture(MEANS, 1.0).optimum(features="cubic")),
+    ("gauge", lambda: optimum(GaussianMixture(MEANS, 1.0), gauge="free")),
+    ("features", lambda: GaussianMixture(MEANS, 1.0).logit_weights("cubic")),
     ("method", lambda: GaussianMixture(MEANS, 1.0).conditional_entropy(method="simpson")),
     ("target", lambda: TeacherNetworkTask().with_entropy(2.0)),
 ]
@@ -209,8 +218,25 @@ def test_arrays_are_read_only():
 
 def test_describe_keys():
     d = synthetic.make_task("triangle").describe(n=2000)
-    assert (d["K"], d["d"], d["hessian"]["features"]) == (3, 2, "linear")
+    assert (d["K"], d["d"]) == (3, 2)
     assert set(d["bayes_accuracy"]) == {"value", "se", "method"}
-    assert d["hessian"]["kappa_pinned"] > 1 and d["hessian"]["kappa_full"] > 1
-    assert synthetic.make_task("hetero").describe(n=2000)["hessian"]["features"] == "quadratic"
-    assert synthetic.make_task("teacher-net").describe(n=2000)["hessian"] is None
+    assert d["realizable_by"] == ["linear student, linear features", "linear student, quadratic features"]
+    assert synthetic.make_task("hetero").describe(n=2000)["realizable_by"] == ["linear student, quadratic features"]
+    assert synthetic.make_task("teacher-net").describe(n=2000)["realizable_by"] == ["network 16 tanh"]
+
+
+def test_sample_takes_a_seed_or_a_generator():
+    task = synthetic.make_task("triangle")
+    x, y = task.sample(5, 42)
+    x2, y2 = task.sample(5, np.random.default_rng(42))
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(y, y2)
+
+
+def test_make_task_takes_a_user_task_by_path():
+    task = synthetic.make_task("synthetic.gaussian:GaussianMixture.triangle")
+    assert task.name == "triangle"
+    with pytest.raises(ValueError, match="no attribute"):
+        synthetic.make_task("synthetic.gaussian:Nope")
+    with pytest.raises(ValueError, match="unknown task"):
+        synthetic.make_task("cifar")

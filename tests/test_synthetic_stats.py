@@ -13,7 +13,7 @@ from scipy.special import log_softmax
 import synthetic
 from synthetic import GaussianMixture, HeteroscedasticGaussian
 
-ALL = [(name, std) for name in synthetic.TASK_NAMES for std in (False, True)]
+ALL = [(name, std) for name in synthetic.task_names() for std in (False, True)]
 ALL_IDS = [f"{n}{'-std' if s else ''}" for n, s in ALL]
 LOW_DIM = [(name, std) for name in ("triangle", "hetero") for std in (False, True)]
 LOW_IDS = [f"{n}{'-std' if s else ''}" for n, s in LOW_DIM]
@@ -67,7 +67,7 @@ def test_quadrature_matches_monte_carlo(name, std, n):
 def _mixture_oracle(task, f):
     """Slow, obvious: integrate f(x) * sum_k pi_k N(x; mu_k, v_k) over the real line with scipy,
     splitting at the decision boundaries (found on a grid, refined by brentq) where f may kink."""
-    pi, mu, v = task._class_gaussians()
+    pi, mu, v = task.class_gaussians()
     grid = np.linspace(-30, 30, 60_001)
     k = np.argmax(task.log_bcp(grid[:, None]), axis=1)
     cuts = []
@@ -103,7 +103,7 @@ def test_triangle_accuracy_matches_polar_oracle():
         return r * np.exp(-0.5 * ((r * np.cos(theta) - 1.5) ** 2 + (r * np.sin(theta)) ** 2)) / (2 * np.pi)
 
     oracle = integrate.dblquad(dens, -np.pi / 3, np.pi / 3, 0, np.inf, epsabs=1e-12, epsrel=1e-12)[0]
-    for task in (GaussianMixture.triangle(), GaussianMixture.triangle().standardized()):
+    for task in (GaussianMixture.triangle(), synthetic.standardize(GaussianMixture.triangle())):
         assert abs(task.bayes_accuracy().value - oracle) < 1e-9
 
 
@@ -134,24 +134,37 @@ def _hessian_loop(task, x, kind):
     return np.mean([np.kron(np.diag(pi) - np.outer(pi, pi), np.outer(t, t)) for pi, t in zip(p, xt)], axis=0)
 
 
+def _hessian(task, gauge, kind, n, seed):
+    import torch
+
+    from bkd_theory.students import Linear
+    from bkd_theory.theory import constants
+
+    return constants.hessian_at_optimum(task, Linear(task, gauge=gauge, features=kind, dtype=torch.float64),
+                                        n_mc=n, seed=seed, method="linear")
+
+
 @pytest.mark.parametrize(("name", "kind"), [("triangle", "linear"), ("hetero", "quadratic"), ("paper", "linear")])
 def test_linear_hessian_matches_loop(name, kind):
+    from bkd_theory.theory.predictions import sample_inputs
+
     task = synthetic.make_task(name)
-    x, _ = task.sample(64, np.random.default_rng(2))
-    H_full = synthetic.linear_hessian(task, "full", kind, n=64, rng=np.random.default_rng(2), chunk=10)
+    x, _, _ = sample_inputs(task, 64, 2)
     ref = _hessian_loop(task, x, kind)
-    np.testing.assert_allclose(H_full, ref, atol=1e-12)
+    np.testing.assert_allclose(_hessian(task, "full", kind, 64, 2), ref, atol=1e-12)
     G = ref.shape[0] // task.num_classes
-    H_pin = synthetic.linear_hessian(task, "pinned", kind, n=64, rng=np.random.default_rng(2))
-    np.testing.assert_allclose(H_pin, ref[:-G, :-G], atol=1e-12)
+    np.testing.assert_allclose(_hessian(task, "pinned", kind, 64, 2), ref[:-G, :-G], atol=1e-12)
 
 
 def test_linear_hessian_is_the_risk_curvature():
     """H equals the finite-difference Hessian of the empirical risk mean CE(p(x), q_W(x)) at W* (pinned)."""
+    from bkd_theory.students import fix_gauge
+    from bkd_theory.theory.predictions import sample_inputs
+
     task = GaussianMixture.triangle()
-    x, _ = task.sample(200, np.random.default_rng(4))
-    H = synthetic.linear_hessian(task, "pinned", n=200, rng=np.random.default_rng(4))
-    xt, p, w0 = synthetic.augmented(x), task.bcp(x), task.optimum("pinned").reshape(-1)
+    x, _, _ = sample_inputs(task, 200, 4)
+    H = _hessian(task, "pinned", "linear", 200, 4)
+    xt, p, w0 = synthetic.augmented(x), task.bcp(x), fix_gauge(task.logit_weights("linear"), "pinned").reshape(-1)
 
     def risk(w):
         logits = np.concatenate([xt @ w.reshape(2, 3).T, np.zeros((len(x), 1))], axis=1)
@@ -164,13 +177,14 @@ def test_linear_hessian_is_the_risk_curvature():
 
 
 def test_hessian_gauge_structure():
+    from bkd_theory.theory import constants
+
     task = GaussianMixture.triangle()
-    H = synthetic.linear_hessian(task, "full", n=5000)
+    H = _hessian(task, "full", "linear", 5000, 0)
     ev = np.linalg.eigvalsh(H)
     assert np.sum(ev < 1e-12 * ev.max()) == 3  # null space 1_K kron R^{F+1}, F+1 = 3
-    assert np.all(np.linalg.eigvalsh(synthetic.linear_hessian(task, "pinned", n=5000)) > 0)
-    cond = synthetic.hessian_condition(H, "full", 3)
-    assert np.isclose(cond["lambda_min"], np.sort(ev)[3])
+    assert np.all(np.linalg.eigvalsh(_hessian(task, "pinned", "linear", 5000, 0)) > 0)
+    assert np.isclose(constants.curvature(H).mu, np.sort(ev)[3])
 
 
 # ---------------------------------------------------------------- teacher network

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bkd_theory import teachers as T
 from bkd_theory.rng import generator
-from bkd_theory.targets import TargetSource
+from bkd_theory.teachers import TargetSource
 
 P3 = np.array([0.6, 0.3, 0.1])
 P5 = np.array([0.5, 0.25, 0.15, 0.099, 0.001])  # a tiny entry

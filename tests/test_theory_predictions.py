@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import synthetic
-from bkd_theory import bayesian, rng, students, teachers
+from bkd_theory import rng, students, teachers
+from bkd_theory.teachers import FunctionTeacher
 from bkd_theory.theory import constants, predictions as pr
 from cases import case_ids, cases_with
 
@@ -25,7 +26,7 @@ N_MC, N_ORACLE = 2000, 4000
 
 def _objects(case):
     task = synthetic.make_task(case.task, standardize=case.standardize)
-    student = students.make_student(case.student, task, gauge=case.gauge, features=case.features, dtype=torch.float64)
+    student = students.build_student(case.student, task, gauge=case.gauge, features=case.features, dtype=torch.float64)
     return task, student, teachers.parse_teacher(case.teacher)
 
 
@@ -70,7 +71,7 @@ MLP = cases_with("mlpsigma2-")
 @pytest.mark.parametrize("case", MLP, ids=case_ids(MLP))
 def test_mlp_student_jacobian_route(case):
     task = synthetic.make_task(case.task)
-    student = students.make_student(case.student, task, dtype=torch.float64)
+    student = students.build_student(case.student, task, dtype=torch.float64)
     teacher = teachers.parse_teacher(case.teacher)
     general = pr.gradient_noise(task, student, teacher, n_mc=1000, seed=1, matrix=False)
     closed = pr.sigma2_closed_form(task, student, teacher, n_mc=1000, seed=1)
@@ -155,8 +156,8 @@ def test_bcp_has_no_noise_and_biased_teacher_has_a_bias_term():
 def test_teacher_without_known_moments_closed_form_refuses_monte_carlo_works():
     task = synthetic.make_task("triangle")
     student = students.Linear(task, dtype=torch.float64)
-    trained = bayesian.FunctionTeacher(lambda x: task.log_bcp(x) / 2 - np.log(np.exp(task.log_bcp(x) / 2).sum(1, keepdims=True)),
-                                       "tempered-reference", task.num_classes, task.dim)
+    trained = FunctionTeacher(lambda x: task.log_bcp(x) / 2 - np.log(np.exp(task.log_bcp(x) / 2).sum(1, keepdims=True)),
+                              name="tempered-reference", log=True)
     with pytest.raises(ValueError, match="no closed form"):
         pr.sigma2_closed_form(task, student, trained)
     with pytest.raises(ValueError, match="no closed form"):
@@ -168,7 +169,7 @@ def test_teacher_without_known_moments_closed_form_refuses_monte_carlo_works():
 
 def test_route_validation():
     task = synthetic.make_task("teacher-net")
-    student = students.make_student("mlp:16:tanh", task, dtype=torch.float64)
+    student = students.build_student("mlp:16:tanh", task, dtype=torch.float64)
     with pytest.raises(ValueError, match="route"):
         pr.sigma2_closed_form(task, student, teachers.OneHot(), route="linear")
 
@@ -205,7 +206,7 @@ def test_spec_string_and_teacher_object_give_identical_results(spec):
 
 def test_teacher_objects_pass_through_unchanged():
     task = synthetic.make_task("triangle")
-    trained = bayesian.FunctionTeacher(task.log_bcp, "bcp-reference", task.num_classes, task.dim)
+    trained = FunctionTeacher(task.log_bcp, name="bcp-reference", log=True)
     law = teachers.Dirichlet(5.0)
     assert pr.as_teacher(trained) is trained and pr.as_teacher(law) is law
     assert isinstance(pr.as_teacher("dirichlet:5"), teachers.Dirichlet)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import synthetic
-from bkd_theory import bayesian, sgd, students
+from bkd_theory import sgd, students
+from bkd_theory.teachers import FunctionTeacher
 from bkd_theory.instruments import Distance, Every, ExcessRisk
 from bkd_theory.theory import bounds, constants, compare, predict
 
@@ -51,11 +52,11 @@ def test_predict_outside_ranges_and_other_teachers():
     assert any("bound_T3" in n for n in pred.notes) and any("first-order" in n for n in pred.notes)
     assert pred.neighborhood_excess_risk == pytest.approx(0.5 * pred.sigma2.value / (4 * 0.5))
     assert pred.null_dim == 3 and pred.gauge == "full"
-    trained = bayesian.FunctionTeacher(task.log_bcp, "reference", task.num_classes, task.dim)
+    trained = FunctionTeacher(task.log_bcp, name="reference", log=True)
     ref = predict(task, student, trained, gamma=0.01, n_mc=500, correction=False)
     assert ref.sigma2_closed_form is None and ref.sigma2.value == pytest.approx(0.0, abs=1e-20)
     net = synthetic.make_task("teacher-net")
-    mlp = students.make_student("mlp:16:tanh", net, dtype=torch.float64)
+    mlp = students.build_student("mlp:16:tanh", net, dtype=torch.float64)
     p_mlp = predict(net, mlp, "onehot", gamma=0.01, n_mc=500)
     assert p_mlp.gauge is None and p_mlp.calL_method.startswith("empirical")
     with pytest.raises(ValueError, match="gamma"):

@@ -1,31 +1,35 @@
-"""The instrument protocol and the per-step context (STYLE 1, 2).
+"""The instrument protocol, schedules, the evaluation sample and per-chain streams (STYLE 1, 2).
 
-The SGD loop builds one frozen `StepContext` per recorded step and hands it to every instrument
-whose `schedule(step)` is true. Quantities that are costly and shared (per-sample gradients, the
-student's evaluation log-probabilities) are computed on first access and cached on the context, so
-each is computed at most once per step whichever instruments ask for it.
+An instrument has a `name`, a `schedule(step) -> bool`, the shared inputs it `needs` and
+`observe(ctx) -> {quantity: values [R]}`. The loop knows nothing of what instruments compute: at a
+recorded step it builds one frozen `StepContext`, computes every need that the due instruments
+declare exactly once (`needs`: each from its own random stream), calls the instruments and stores
+what they return.
 
-An instrument returns a dict `quantity -> tensor [R]` (one value per chain) in the units its
-docstring states. The loop stores them; it never looks inside.
+A need is either a plain attribute of the context ("theta", "theta_star", "eval_set", ...) or a
+computed input from the registry of needs (the step context's module), named with an optional parameter:
+"eval_log_q", "probe:256", "grad_moments:256", "grad_moments_at_optimum:256". Randomness comes
+only from `ctx.streams(name)`: one generator per chain, keyed by (seed, name, global chain index),
+so chain r's numbers depend neither on R nor on the other instruments.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
+from synthetic.registry import Registry
+
+from ..rng import instrument_stream
+
 if TYPE_CHECKING:  # imported for annotations only; the loop passes the objects in
     from synthetic.base import Task
 
-    from ..students import Student
-    from ..teachers import Teacher
-
-
-#: cap on chains x eval points x (d + 1) per chunk when evaluating the student on the eval set
-EVAL_CHUNK_ELEMENTS = 2_000_000
+#: every registered instrument class, by name (contract tests and `bkd info` read it)
+INSTRUMENTS: Registry = Registry("instrument")
+register_instrument = INSTRUMENTS
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,8 @@ class EvalSet:
     """A fixed evaluation sample shared by every chain and every recorded step.
 
     Attributes:
-        x: inputs `[N, d]` (student dtype).
-        y: labels `[N]` int64, drawn with x.
-        p: true BCPs `[N, K]` (student dtype).
-        log_p: log of p `[N, K]`, computed in log space by the task.
+        x: inputs `[N, d]` (student dtype). y: labels `[N]` int64, drawn with x.
+        p: true BCPs `[N, K]` (student dtype). log_p: log of p `[N, K]`, computed in log space by the task.
     """
 
     x: torch.Tensor
@@ -49,65 +51,25 @@ class EvalSet:
         """Draw `n` points from `task` with `rng` and store them with their exact BCPs."""
         x, y = task.sample(n, rng)
         log_p = task.log_bcp(x)
-        return cls(
-            x=torch.as_tensor(x, dtype=dtype),
-            y=torch.as_tensor(y, dtype=torch.int64),
-            p=torch.as_tensor(np.exp(log_p), dtype=dtype),
-            log_p=torch.as_tensor(log_p, dtype=dtype),
-        )
+        return cls(x=torch.as_tensor(x, dtype=dtype), y=torch.as_tensor(y, dtype=torch.int64),
+                   p=torch.as_tensor(np.exp(log_p), dtype=dtype), log_p=torch.as_tensor(log_p, dtype=dtype))
 
 
-@dataclass(frozen=True)
-class StepContext:
-    """Everything an instrument may read at one recorded step. Never mutated by instruments.
+class StreamBank:
+    """Per-chain generators by name: `bank(name)` is the list of R generators of that consumer.
 
-    Attributes:
-        step: number of SGD updates done so far (0 = initial parameters).
-        gamma: the step size used for the last update (the scheduled value at `step`).
-        theta: parameters of every chain `[R, P]`.
-        theta_star: the population minimiser `[P]`, or None when the student is not realizable.
-        student, task, teacher: the run's objects.
-        batch_size: b.
-        eval_set: the fixed evaluation sample.
-        active: chains that have not diverged `[R]` bool.
-        probe: a numpy generator for Monte Carlo inside instruments (run-wide stream; instruments
-            must draw from it only inside `observe`, in a fixed order).
+    Each list is made on first use from `rng.instrument_stream(seed, name, first_chain + r)` and
+    kept, so successive observations continue the same streams.
     """
 
-    step: int
-    gamma: float
-    theta: torch.Tensor
-    theta_star: torch.Tensor | None
-    student: "Student"
-    task: "Task"
-    teacher: "Teacher"
-    batch_size: int
-    eval_set: EvalSet
-    active: torch.Tensor
-    probe: np.random.Generator
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    def __init__(self, seed: int, chains: np.ndarray) -> None:
+        self.seed, self.chains = int(seed), np.asarray(chains)
+        self._streams: dict[str, list[np.random.Generator]] = {}
 
-    def cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        """Return `compute()`, evaluated at most once per context under `key`."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
-    @functools.cached_property
-    def eval_log_q(self) -> torch.Tensor:
-        """Student log-probabilities on the evaluation inputs, `[R, N, K]`.
-
-        Computed in chunks of chains so that the student's per-chain copies of the inputs (e.g. the
-        linear student's xt `[r, N, F+1]`) stay within `EVAL_CHUNK_ELEMENTS` elements.
-        """
-        chains = self.theta.shape[0]
-        n, d = self.eval_set.x.shape
-        step = max(1, EVAL_CHUNK_ELEMENTS // max(1, n * (d + 1)))
-        parts = []
-        for lo in range(0, chains, step):
-            theta = self.theta[lo : lo + step]
-            parts.append(self.student.log_probs(theta, self.eval_set.x.expand(theta.shape[0], n, d)))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    def __call__(self, name: str) -> list[np.random.Generator]:
+        if name not in self._streams:
+            self._streams[name] = [instrument_stream(self.seed, name, int(c)) for c in self.chains]
+        return self._streams[name]
 
 
 @runtime_checkable
@@ -115,8 +77,8 @@ class Instrument(Protocol):
     """A measurement taken during training.
 
     Attributes:
-        name: a short identifier; quantities it returns are its own names (e.g. "excess_risk").
-        needs: names of shared inputs it reads (documentation and for the loop's bookkeeping).
+        name: a short identifier (its random stream is keyed by it).
+        needs: the context attributes and computed needs it reads (module docstring).
     """
 
     name: str
@@ -125,8 +87,8 @@ class Instrument(Protocol):
     def schedule(self, step: int) -> bool:
         """Return True when the instrument should observe at `step`."""
 
-    def observe(self, ctx: StepContext) -> Mapping[str, torch.Tensor]:
-        """Return quantity name -> values `[R]`, one per chain."""
+    def observe(self, ctx: Any) -> Mapping[str, torch.Tensor]:
+        """Return quantity name -> values `[R]`, one per chain, from the step's context."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +99,7 @@ class Every:
     last: int | None = None
 
     def __post_init__(self) -> None:
-        if self.k < 1:
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise ValueError(f"k must be an integer >= 1, got {self.k}")
 
     def __call__(self, step: int) -> bool:

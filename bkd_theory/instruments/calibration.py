@@ -13,7 +13,8 @@ import torch
 
 from synthetic import validation
 
-from .base import Scheduled, StepContext, mask_inactive
+from .base import Scheduled, mask_inactive, register_instrument
+from .context import StepContext
 
 DEFAULT_BINS = 15
 
@@ -46,6 +47,7 @@ def expected_calibration_error(q: torch.Tensor, p: torch.Tensor, bins: int = DEF
     return gap.abs().sum(dim=-1) / conf.shape[-1]
 
 
+@register_instrument("calibration")
 @dataclass(frozen=True)
 class Calibration(Scheduled):
     """`accuracy`, `bayes_agreement` and `ece` on the evaluation sample, per chain.

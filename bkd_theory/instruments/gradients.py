@@ -12,192 +12,64 @@ Gradients are in the student's own parameter space (pinned gauge: free coordinat
 forms of DESIGN 2.5 are for the full gauge). Reduction convention: `bkd_theory.losses` (sigma^2 is
 the single-sample second moment; a batch of b has covariance C_T / b).
 
-Probes: every chain gets its own independent m points (drawn from `ctx.probe` inside `observe`), so
-chains stay independent samples and the summary layer's SE across chains is valid (DESIGN 2.9).
-`sigma2_at_optimum` is identical in law for all chains; it is measured per chain on independent
-probes (not cached once per run) so that its time average over the stationary window, with the SE
+Probes: every chain gets its own independent m points from its own stream (the shared need
+"probe:m"), so chains stay independent samples and the summary layer's SE across chains is valid
+(DESIGN 2.9). Both instruments read the shared needs "grad_moments:m" / "grad_moments_at_optimum:m":
+the probe and each pass of per-sample gradients are computed once per step, on the same points
+(common random numbers). `sigma2_at_optimum` is identical in law for all chains; it is measured per
+chain on independent probes so that its time average over the stationary window, with the SE
 across chains, is an ordinary estimate with an honest error bar, and the instrument keeps no state.
 The standalone `sigma2_at_optimum` function gives one estimate with its SE from the probe samples.
 
-Memory: per-sample gradients are `[R, m, P]`; they are computed in chunks over m so that one chunk
-holds at most `budget_bytes` (default 200 MB) and only running sums are kept.
+The kernels (`GradientMoments`, `gradient_moments`, `sigma2_at_optimum`) live in `moments`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import ClassVar
 
-import numpy as np
 import torch
 
 from synthetic import validation
-from synthetic.base import Estimate
 
-from ..targets import draw_targets
-from .base import Scheduled, StepContext, mask_inactive
+from .base import Scheduled, mask_inactive, register_instrument
+from .context import StepContext, nan_values
 
-if TYPE_CHECKING:
-    from synthetic.base import Task
-
-    from ..students import Student
-    from ..teachers import Teacher
-
-DEFAULT_BUDGET_BYTES = 200_000_000
-
-Draw = Callable[[int], "tuple[torch.Tensor, torch.Tensor]"]
-
-
-@dataclass(frozen=True)
-class GradientMoments:
-    """Running per-chain moments of single-sample gradients.
-
-    Attributes:
-        second_moment: mean of ||g_i||^2 over the m probes `[R]`.
-        cov_trace: unbiased tr Cov(g) = m/(m-1) (mean ||g_i||^2 - ||mean g_i||^2) `[R]` (NaN if m=1).
-        second_moment_se: SE of `second_moment` from the spread of ||g_i||^2 over probes `[R]`.
-        m: number of probe samples per chain.
-    """
-
-    second_moment: torch.Tensor
-    cov_trace: torch.Tensor
-    second_moment_se: torch.Tensor
-    m: int
-
-
-def chunk_size(chains: int, num_params: int, itemsize: int, m: int, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> int:
-    """Return the number of probe samples per chunk so that `[R, c, P]` fits in `budget_bytes`."""
-    per_sample = max(1, chains * num_params * itemsize)
-    return int(max(1, min(m, budget_bytes // per_sample)))
-
-
-def probe_draw(task: "Task", teacher: "Teacher", rng: np.random.Generator, chains: int, dtype: torch.dtype) -> Draw:
-    """Return `draw(c) -> (x [R, c, d], t [R, c, K])`: fresh task points with teacher targets.
-
-    Draws `R * c` points with `task.sample`, their exact BCPs, and the teacher's targets
-    (`targets.draw_targets`), all from `rng` in a fixed order.
-    """
-
-    def draw(c: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = task.sample(chains * c, rng)
-        t = draw_targets(teacher, x, task.bcp(x), y, rng)
-        x_t = torch.as_tensor(x, dtype=dtype).reshape(chains, c, -1)
-        return x_t, torch.as_tensor(t, dtype=dtype).reshape(chains, c, -1)
-
-    return draw
-
-
-def gradient_moments(
-    student: "Student", theta: torch.Tensor, draw: Draw, m: int, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
-) -> GradientMoments:
-    """Estimate E||g||^2 and tr Cov(g) per chain from `m` single-sample gradients.
-
-    Args:
-        student: provides `per_sample_grads(theta [R, P], x [R, c, d], t [R, c, K]) -> [R, c, P]`.
-        theta: parameters `[R, P]`.
-        draw: `draw(c) -> (x [R, c, d], t [R, c, K])`, fresh probe points and targets.
-        m: probe samples per chain (>= 1).
-        budget_bytes: memory cap for one chunk of per-sample gradients.
-
-    Returns:
-        GradientMoments with values `[R]` in units of squared gradient norm.
-    """
-    m = validation.positive_int("m", m)
-    chains, num_params = theta.shape
-    c_max = chunk_size(chains, num_params, theta.element_size(), m, budget_bytes)
-    acc = theta.new_zeros(chains, dtype=torch.float64)
-    acc2 = theta.new_zeros(chains, dtype=torch.float64)
-    g_sum = theta.new_zeros(chains, num_params, dtype=torch.float64)
-    done = 0
-    while done < m:
-        c = min(c_max, m - done)
-        x, t = draw(c)
-        g = student.per_sample_grads(theta, x, t).to(torch.float64)  # [R, c, P]
-        sq = (g * g).sum(dim=-1)  # [R, c]
-        acc += sq.sum(dim=-1)
-        acc2 += (sq * sq).sum(dim=-1)
-        g_sum += g.sum(dim=1)
-        done += c
-    second = acc / m
-    mean_norm2 = ((g_sum / m) ** 2).sum(dim=-1)
-    if m > 1:
-        cov = (second - mean_norm2) * (m / (m - 1))
-        var_sq = (acc2 / m - second**2).clamp_min(0.0) * (m / (m - 1))
-        se = (var_sq / m).sqrt()
-    else:
-        cov = torch.full_like(second, float("nan"))
-        se = torch.full_like(second, float("nan"))
-    return GradientMoments(second.to(theta.dtype), cov.to(theta.dtype), se.to(theta.dtype), m)
-
-
-def sigma2_at_optimum(
-    student: "Student",
-    task: "Task",
-    teacher: "Teacher",
-    n: int,
-    rng: np.random.Generator,
-    *,
-    theta_star: torch.Tensor | None = None,
-    budget_bytes: int = DEFAULT_BUDGET_BYTES,
-) -> Estimate:
-    """Monte Carlo sigma_T^2 = E ||grad l(theta*; x, t)||^2 (E4) from `n` probe samples.
-
-    The SE is the normal-theory one, std(||g_i||^2) / sqrt(n). With one-hot targets the squared
-    norms are heavy-tailed and this SE is slightly optimistic (DESIGN 2.9): use n >= 1e5 for 1 %.
-
-    Args:
-        student, task, teacher: the run's objects; theta* defaults to `student.optimum(task)`.
-        n: number of probe samples.
-        rng: generator for the probe points and targets.
-        theta_star: parameters `[P]` at which to evaluate (default: the optimum).
-        budget_bytes: memory cap for one chunk of per-sample gradients.
-
-    Returns:
-        Estimate(value, se, method) in units of squared gradient norm.
-    """
-    n = validation.positive_int("n", n)
-    if theta_star is None:
-        theta_star = student.optimum(task)
-    theta = theta_star.to(student.dtype).reshape(1, -1)
-    draw = probe_draw(task, teacher, rng, 1, student.dtype)
-    mom = gradient_moments(student, theta, draw, n, budget_bytes=budget_bytes)
-    return Estimate(float(mom.second_moment[0]), float(mom.second_moment_se[0]), f"monte carlo (n={n})")
-
-
+@register_instrument("grad_noise")
 @dataclass(frozen=True)
 class GradientNoise(Scheduled):
     """`grad_second_moment` = E||g_i||^2 and `grad_cov_trace` = tr Cov(g) at theta_k, per chain.
 
     g_i = grad l(theta_k; x_i, t_i) (E1) on `probe_size` fresh points per chain with targets from
-    the run's teacher. tr Cov uses the unbiased (m - 1) normalisation. Units: squared gradient norm
-    (per sample; a batch of b has covariance trace tr Cov / b).
+    the run's teacher (the need "grad_moments:<probe_size>"). tr Cov uses the unbiased (m - 1)
+    normalisation. Units: squared gradient norm (per sample; a batch of b has covariance trace
+    tr Cov / b).
 
     Attributes:
         when: schedule.
         probe_size: m, probe points per chain and observation (>= 2).
-        budget_bytes: memory cap for one chunk of `[R, c, P]` per-sample gradients.
     """
 
     probe_size: int = 256
-    budget_bytes: int = DEFAULT_BUDGET_BYTES
     name: ClassVar[str] = "grad_noise"
-    needs: ClassVar[frozenset[str]] = frozenset({"theta", "probe", "per_sample_grads"})
 
     def __post_init__(self) -> None:
         validation.positive_int("probe_size", self.probe_size, minimum=2)
 
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"active", f"grad_moments:{self.probe_size}"})
+
     def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Return {"grad_second_moment": `[R]`, "grad_cov_trace": `[R]`}."""
-        draw = probe_draw(ctx.task, ctx.teacher, ctx.probe, ctx.theta.shape[0], ctx.student.dtype)
-        theta = ctx.theta.detach().clone()
-        theta[~ctx.active] = 0.0  # diverged chains are masked below; keep their NaNs out of the work
-        mom = gradient_moments(ctx.student, theta, draw, self.probe_size, budget_bytes=self.budget_bytes)
+        mom = ctx.need(f"grad_moments:{self.probe_size}")
         return {
             "grad_second_moment": mask_inactive(mom.second_moment, ctx.active),
             "grad_cov_trace": mask_inactive(mom.cov_trace, ctx.active),
         }
 
 
+@register_instrument("sigma2_at_optimum")
 @dataclass(frozen=True)
 class GradientNoiseAtOptimum(Scheduled):
     """`sigma2_at_optimum` = E ||grad l(theta*; x, t)||^2 (E4), measured per chain on its own probes.
@@ -210,23 +82,19 @@ class GradientNoiseAtOptimum(Scheduled):
     Attributes:
         when: schedule.
         probe_size: m, probe points per chain and observation (>= 1).
-        budget_bytes: memory cap for one chunk of `[R, c, P]` per-sample gradients.
     """
 
     probe_size: int = 256
-    budget_bytes: int = DEFAULT_BUDGET_BYTES
     name: ClassVar[str] = "sigma2_at_optimum"
-    needs: ClassVar[frozenset[str]] = frozenset({"theta_star", "probe", "per_sample_grads"})
 
     def __post_init__(self) -> None:
         validation.positive_int("probe_size", self.probe_size)
 
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"theta_star", f"grad_moments_at_optimum:{self.probe_size}"})
+
     def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Return {"sigma2_at_optimum": `[R]`}."""
-        chains = ctx.theta.shape[0]
-        if ctx.theta_star is None:
-            return {"sigma2_at_optimum": torch.full((chains,), math.nan, dtype=ctx.theta.dtype)}
-        theta = ctx.theta_star.to(ctx.theta).reshape(1, -1).expand(chains, -1).contiguous()
-        draw = probe_draw(ctx.task, ctx.teacher, ctx.probe, chains, ctx.student.dtype)
-        mom = gradient_moments(ctx.student, theta, draw, self.probe_size, budget_bytes=self.budget_bytes)
-        return {"sigma2_at_optimum": mom.second_moment}
+        mom = ctx.need(f"grad_moments_at_optimum:{self.probe_size}")
+        return {"sigma2_at_optimum": nan_values(ctx) if mom is None else mom.second_moment}

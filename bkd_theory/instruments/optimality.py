@@ -10,9 +10,11 @@ from typing import ClassVar
 import torch
 
 from ..losses import kl_divergence
-from .base import Scheduled, StepContext, mask_inactive
+from .base import Scheduled, mask_inactive, register_instrument
+from .context import StepContext
 
 
+@register_instrument("dist2")
 @dataclass(frozen=True)
 class Distance(Scheduled):
     """Squared distance to the population minimiser, `dist2` = ||theta_k - theta*||^2 (E13, E15, E17').
@@ -24,7 +26,7 @@ class Distance(Scheduled):
     """
 
     name: ClassVar[str] = "dist2"
-    needs: ClassVar[frozenset[str]] = frozenset({"theta", "theta_star"})
+    needs: ClassVar[frozenset[str]] = frozenset({"theta", "theta_star", "active"})
 
     def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Return {"dist2": `[R]`}."""
@@ -34,6 +36,7 @@ class Distance(Scheduled):
         return {"dist2": mask_inactive((diff * diff).sum(dim=-1), ctx.active)}
 
 
+@register_instrument("excess_risk")
 @dataclass(frozen=True)
 class ExcessRisk(Scheduled):
     """Excess risk `excess_risk` = F(theta_k) - F* = mean over the eval set of KL(p(x) || q_theta(x)).

@@ -41,7 +41,8 @@ import torch
 
 from .. import plots, sgd
 from ..threads import single_thread
-from ..instruments import Calibration, Every, ExcessRisk, StepContext, ValidationLoss, loss_noise, trailing_window
+from ..instruments import Calibration, Every, ExcessRisk, StepContext, ValidationLoss, loss_noise
+from ..stats import trailing_window
 from ..plots import learning as lp
 from ..records import Run
 from . import write_claims

@@ -32,7 +32,7 @@ from .. import plots
 from .. import teachers as T
 from ..losses import cross_entropy, kl_divergence
 from ..plots import theorems as tp
-from ..rng import generator
+from ..rng import stream
 from ..students import Linear
 from ..theory import constants as const
 from ..theory import predictions as pred
@@ -40,7 +40,6 @@ from . import write_claims
 
 FIG_ID = "F2"
 SEED = 2
-KEY = 102  # spawn-key namespace of this figure under rng.generator
 Z = 4.0  # verdict tolerance in standard errors (contract)
 ZERO_TOL = 1e-12
 
@@ -59,12 +58,12 @@ def make(quick: bool, out: Path) -> list[Path]:
     task = synthetic.make_task("triangle")
     student = Linear(task, gauge="pinned", dtype=torch.float64)
     star = student.optimum(task)
-    v = generator(SEED, KEY, 0).standard_normal(student.num_params)
+    v = stream(SEED, "figure.F2", 0).standard_normal(student.num_params)
     v = torch.as_tensor(v / np.linalg.norm(v), dtype=torch.float64)
-    x, y = task.sample(n, generator(SEED, KEY, 1))
+    x, y = task.sample(n, stream(SEED, "figure.F2", 1))
     log_p_np = task.log_bcp(x)
     p = np.exp(log_p_np)
-    rng_t = generator(SEED, KEY, 2)
+    rng_t = stream(SEED, "figure.F2", 2)
     t_onehot = torch.as_tensor(T.OneHot().sample(p, y, rng_t), dtype=torch.float64)[None]
     t_bcp = torch.as_tensor(T.BCP().sample(p, y, rng_t), dtype=torch.float64)[None]
     xs = torch.as_tensor(x, dtype=torch.float64)[None]

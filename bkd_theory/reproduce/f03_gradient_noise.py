@@ -35,14 +35,13 @@ from .. import plots
 from .. import teachers as T
 from ..instruments import sigma2_at_optimum
 from ..plots import theorems as tp
-from ..rng import generator
+from ..rng import stream
 from ..students import Linear
 from ..theory import predictions as pred
 from . import write_claims
 
 FIG_ID = "F3"
 SEED = 3
-KEY = 103  # spawn-key namespace of this figure under rng.generator
 Z = 4.0  # verdict tolerance in standard errors (contract)
 
 TRIANGLE_TEACHERS = ("onehot", "dirichlet:0.3", "dirichlet:1", "dirichlet:3", "dirichlet:10", "additive:0.005",
@@ -62,7 +61,7 @@ def _agree(measured: float, m_se: float, predicted: float, p_se: float) -> str:
 
 
 def _measure(task, student, teacher: T.Teacher, n: int, key: int) -> tuple:
-    est = sigma2_at_optimum(student, task, teacher, n, generator(SEED, KEY, key))
+    est = sigma2_at_optimum(student, task, teacher, n, stream(SEED, "figure.F3", key))
     return est.value, est.se
 
 

@@ -48,7 +48,7 @@ from .. import teachers as T
 from ..instruments import Distance, Every, ExcessRisk, Scheduled, StepContext, mask_inactive
 from ..losses import kl_divergence
 from ..plots import theorems as tp
-from ..students import make_student
+from ..students import build_student
 from ..theory import bounds, stationary
 from ..theory import constants as const
 from ..theory import predictions as pred
@@ -111,7 +111,7 @@ def make(quick: bool, out: Path) -> list[Path]:
         steps, chains, eval_n, every, adm_steps, adm_chains = 8000, 64, 8000, 200, 2000, 16
         n_mc, n_pts, n_sig = 2048, 4, 8192
     task = synthetic.make_task(TASK)
-    student = make_student(STUDENT, task, dtype=torch.float64)
+    student = build_student(STUDENT, task, dtype=torch.float64)
 
     rows: list[dict] = []
     claims: list[dict] = []

@@ -36,7 +36,7 @@ from .. import teachers as T
 from ..instruments import Every, ExcessRisk
 from ..losses import kl_divergence
 from ..plots import neighborhood as nb
-from ..rng import generator
+from ..rng import stream
 from ..students import Linear
 from ..theory import bounds, constants, predictions, report, stationary
 from ..theory import predict as theory_predict
@@ -44,7 +44,6 @@ from . import write_claims
 
 FIG_ID = "F6"
 SEED = 6
-KEY = 106  # spawn-key namespace of this figure under rng.generator
 Z = 4.0  # verdict tolerance in standard errors (contract)
 E17_RTOL = report.RTOL["E17"]
 TASK = "triangle"
@@ -113,7 +112,7 @@ def eval_sampling_se(task, student, theta: torch.Tensor | np.ndarray, eval_n: in
     parameters `theta` `[R, P]` (slightly conservative: the chain noise adds to std_x).
     """
     theta = torch.as_tensor(np.asarray(theta), dtype=student.dtype)
-    x, _ = task.sample(m, generator(seed, KEY, 99))
+    x, _ = task.sample(m, stream(seed, "figure.F6", 99))
     log_p = torch.as_tensor(task.log_bcp(x), dtype=student.dtype)
     xs = torch.as_tensor(x, dtype=student.dtype)
     k = torch.zeros(m, dtype=student.dtype)

@@ -1,6 +1,6 @@
 """F9, Bayesian vs deterministic teachers: distance to the true BCP and their students (DESIGN 2.2, 6 F9).
 
-Teachers (`bkd_theory.bayesian`), fitted on one labelled sample of the paper task (standardised
+Teachers (`bkd_theory.teachers.trained`), fitted on one labelled sample of the paper task (standardised
 inputs): a deterministic 2 x 128 ReLU MLP, a deep ensemble (member 0 is that network), MC dropout,
 and a last-layer Laplace approximation on the deterministic network (probit predictive, prior
 precision by marginal likelihood). `teacher_report` measures each against the TRUE p on fresh
@@ -43,18 +43,20 @@ import pandas as pd
 
 import synthetic
 
-from .. import bayesian, plots, sgd
-from ..instruments import Calibration, Every, ExcessRisk, ValidationLoss, loss_noise, trailing_window
+from .. import plots, sgd
+from ..teachers import FunctionTeacher, trained
+from ..teachers.quality import paired_difference, teacher_report
+from ..instruments import Calibration, Every, ExcessRisk, ValidationLoss, loss_noise
+from ..stats import trailing_window
 from ..plots import learning as lp
 from ..records import Run
-from ..rng import generator
+from ..rng import stream
 from . import write_claims
 from ..threads import single_thread
 from .f01_learning_curves import STUDENT, directional, mean_se
 
 FIG_ID = "F9"
 SEED = 9
-KEY = 109  # spawn-key namespace of this figure under rng.generator
 TRAINED = ("deterministic", "ensemble", "mc_dropout", "laplace")
 BAYESIAN = ("ensemble", "mc_dropout", "laplace")
 REFERENCE = ("onehot", "bcp")
@@ -88,20 +90,20 @@ FULL = Setting(teacher_n=5_000, teacher_epochs=100, members=5, passes=32, n=5_00
 P_DROP = 0.1
 
 
-def fit_teachers(task: Any, setting: Setting) -> dict[str, bayesian.TrainedTeacher]:
-    """Fit the four trained teachers on one labelled sample (`rng.generator(SEED, KEY, 0)`)."""
-    x, y = task.sample(setting.teacher_n, generator(SEED, KEY, 0))
+def fit_teachers(task: Any, setting: Setting) -> dict[str, trained.TrainedTeacher]:
+    """Fit the four trained teachers on one labelled sample (`rng.stream(SEED, "figure.F9", 0)`)."""
+    x, y = task.sample(setting.teacher_n, stream(SEED, "figure.F9", 0))
     train = dict(num_classes=task.num_classes, epochs=setting.teacher_epochs, seed=SEED)
-    det = bayesian.fit_deterministic(x, y, **train)
+    det = trained.fit_deterministic(x, y, **train)
     return {
         "deterministic": det,
-        "ensemble": bayesian.fit_ensemble(x, y, members=setting.members, **train),
-        "mc_dropout": bayesian.fit_mc_dropout(x, y, p_drop=P_DROP, passes=setting.passes, **train),
-        "laplace": bayesian.laplace_from_network(det, x, y),
+        "ensemble": trained.fit_ensemble(x, y, members=setting.members, **train),
+        "mc_dropout": trained.fit_mc_dropout(x, y, p_drop=P_DROP, passes=setting.passes, **train),
+        "laplace": trained.laplace_from_network(det, x, y),
     }
 
 
-def _student(task: Any, setting: Setting, target: str | bayesian.TrainedTeacher) -> Run:
+def _student(task: Any, setting: Setting, target: str | trained.TrainedTeacher) -> Run:
     """Train the students of one teacher (a trained teacher object or a spec string) on `task`."""
     when = Every(setting.eval_every, setting.steps)
     return sgd.run(task, STUDENT["student"], target, standardize=True, regime="finite", n=setting.n,
@@ -132,10 +134,10 @@ def make(quick: bool, out: Path) -> list[Path]:
         fitted = fit_teachers(task, setting)
         runs = {name: _student(task, setting, fitted[name]) for name in TRAINED}
         runs.update({name: _student(task, setting, name) for name in REFERENCE})
-    exact = bayesian.FunctionTeacher(task.log_bcp, "bcp", task.num_classes, task.dim)
-    reports = {name: bayesian.teacher_report(t, task, setting.report_n, seed=SEED).to_dict()
+    exact = FunctionTeacher(task.log_bcp, name="bcp", log=True)
+    reports = {name: teacher_report(t, task, setting.report_n, seed=SEED).to_dict()
                for name, t in {**fitted, "bcp": exact}.items()}
-    kl_diff = {b: bayesian.paired_difference(fitted["deterministic"], fitted[b], task, setting.report_n, seed=SEED)
+    kl_diff = {b: paired_difference(fitted["deterministic"], fitted[b], task, setting.report_n, seed=SEED)
                for b in BAYESIAN}
 
     per_seed = {}

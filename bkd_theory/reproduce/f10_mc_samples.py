@@ -27,7 +27,7 @@ from .. import plots
 from .. import teachers as T
 from ..instruments import sigma2_at_optimum
 from ..plots import neighborhood as nb
-from ..rng import generator
+from ..rng import stream
 from ..students import Linear
 from ..theory import constants, predictions, stationary
 from . import write_claims
@@ -35,7 +35,6 @@ from .f06_neighborhood import E17_RTOL, agree, loglog_slope, stationary_excess_r
 
 FIG_ID = "F10"
 SEED = 10
-KEY = 110  # spawn-key namespace of this figure under rng.generator
 TASK = "triangle"
 BASES = ("onehot", "dirichlet:1")
 COLORS = {"onehot": "C0", "dirichlet:1": "C1"}
@@ -73,7 +72,7 @@ def make(quick: bool, out: Path) -> list[Path]:
             teacher = T.parse_teacher(spec)
             pred = predictions.sigma2_closed_form(task, student, teacher, n_mc=c["n_mc"], seed=SEED)
             key += 1
-            meas = sigma2_at_optimum(student, task, teacher, c["n_sigma"], generator(SEED, KEY, key))
+            meas = sigma2_at_optimum(student, task, teacher, c["n_sigma"], stream(SEED, "figure.F10", key))
             e17 = stationary.neighborhood_excess_risk(pred.value, g)
             C = predictions.gradient_noise(task, student, teacher, n_mc=c["n_mc"], seed=SEED).C
             nxt = stationary.corrected_covariance(H, C, U, g).excess_risk

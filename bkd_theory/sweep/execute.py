@@ -16,7 +16,7 @@ from .store import Store, plain_data
 from ..threads import single_thread
 
 if TYPE_CHECKING:
-    from ..sgd import RunConfig
+    from ..engine import RunConfig
 
 CellFn = Callable[["RunConfig"], Mapping[str, Any]]
 """A cell function: config -> {"measured": dict, optional "predicted", "prediction_error",
@@ -26,23 +26,13 @@ EXECUTORS = ("local", "dask")
 
 
 def predict_cell(config: "RunConfig") -> dict[str, Any]:
-    """Return `theory.predict` for the task, student (float64) and teacher `config` names, as plain data.
+    """Return `theory.predict` for the objects `engine.build` makes of `config` (student in float64,
+    the teacher with the run's lam applied), as plain data."""
+    from .. import theory
+    from ..engine import build
 
-    As in `sgd.run`, `lam < 1` wraps the teacher in `Mixture(lam, teacher)`.
-    """
-    import torch
-
-    import synthetic
-
-    from .. import students, teachers, theory
-
-    task = synthetic.make_task(config.task, standardize=config.standardize)
-    student = students.make_student(config.student, task, gauge=config.gauge, features=config.features,
-                                    dtype=torch.float64)
-    teacher = teachers.parse_teacher(config.teacher)
-    if config.lam < 1.0:
-        teacher = teachers.Mixture(config.lam, teacher)
-    pred = theory.predict(task, student, teacher, gamma=config.gamma, batch=config.batch,
+    setup = build(config.replace(dtype="float64"))
+    pred = theory.predict(setup.task, setup.student, setup.teacher, gamma=config.gamma, batch=config.batch,
                           momentum=config.momentum, n=config.n, seed=config.seed)
     if hasattr(pred, "to_dict"):
         pred = pred.to_dict()

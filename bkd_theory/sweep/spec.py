@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 if TYPE_CHECKING:
-    from ..sgd import RunConfig
+    from ..engine import RunConfig
 
 _SPEC_KEYS = ("name", "seeds", "predict", "base", "grid", "cells")
 
 
 def _run_config_cls() -> type["RunConfig"]:
-    from ..sgd import RunConfig
+    from ..engine import RunConfig
 
     return RunConfig
 
@@ -110,16 +110,15 @@ def _product(base: Mapping[str, Any], grid: Mapping[str, list]) -> Iterator[dict
 
 
 def _check_names(configs: Any) -> None:
-    """Resolve every distinct task and teacher name now, so a typo fails before any work."""
-    import synthetic
+    """Resolve every distinct task, student and teacher now (`engine.build`), so a typo fails before any work."""
+    from ..engine import build
 
-    from ..teachers import parse_teacher
-
-    for task in sorted({c.task for c in configs}):
-        if task not in synthetic.TASK_NAMES:
-            raise ValueError(f"task must be one of {list(synthetic.TASK_NAMES)}, got {task!r}")
-    for spec in sorted({c.teacher for c in configs}):
-        parse_teacher(spec)
+    seen: set[tuple] = set()
+    for c in configs:
+        key = (c.task, c.standardize, c.student, c.gauge, c.features, c.teacher, c.lam)
+        if key not in seen:
+            seen.add(key)
+            build(c)
 
 
 def load_spec(path: str | os.PathLike) -> SweepSpec:

@@ -22,24 +22,21 @@ import numpy as np
 import torch
 
 from .. import rng as rng_mod
-from ..targets import TargetSource
+from ..teachers import TargetSource
 from .verdicts import Below, Claim, Equal, Outcome, Zero
 
-__all__ = ["CLAIMS", "KEY_REGISTRY"]
+__all__ = ["CLAIMS"]
 
-KEY_REGISTRY = 60  # spawn-key namespace of `rng.generator` for the registry's Monte Carlo
+
 
 
 # ------------------------------------------------------------------ shared helpers
 @lru_cache(maxsize=16)
 def _objects(task: str, student: str, gauge: str, teacher: str) -> tuple[Any, Any, Any]:
-    import synthetic
+    from ..engine import build
 
-    from .. import teachers
-    from ..students import make_student
-
-    t = synthetic.make_task(task)
-    return t, make_student(student, t, gauge=gauge, dtype=torch.float64), teachers.parse_teacher(teacher)
+    s = build(task=task, student=student, gauge=gauge, teacher=teacher, dtype="float64")
+    return s.task, s.student, s.base_teacher
 
 
 def _objs(cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -69,13 +66,13 @@ def _mean_se(v: np.ndarray, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
 
 def _run(cfg: Mapping[str, Any], risk: bool = True, **over: Any) -> Any:
     """The instrumented loop with the Distance (and ExcessRisk) instruments every `eval_every` steps."""
-    from .. import sgd
+    from ..engine import RunConfig, run
     from ..instruments import Distance, Every, ExcessRisk
 
-    keys = {f.name for f in dataclasses.fields(sgd.RunConfig)}
-    rc = sgd.RunConfig.from_dict({**{k: v for k, v in cfg.items() if k in keys}, **over})
+    keys = {f.name for f in dataclasses.fields(RunConfig)}
+    rc = RunConfig.from_dict({**{k: v for k, v in cfg.items() if k in keys}, **over})
     when = Every(rc.eval_every, last=rc.steps)
-    return sgd.run(rc, instruments=[Distance(when)] + ([ExcessRisk(when)] if risk else []))
+    return run(rc, instruments=[Distance(when)] + ([ExcessRisk(when)] if risk else []))
 
 
 def _perturbed(student: Any, task: Any, scale: float, M: int, rng: np.random.Generator) -> torch.Tensor:
@@ -98,7 +95,7 @@ def _measure_p1(cfg: Mapping[str, Any]) -> Outcome:
     from ..losses import cross_entropy
 
     task, student, _ = _objs(cfg)
-    rng = rng_mod.generator(cfg["seed"], KEY_REGISTRY, 1)
+    rng = rng_mod.stream(cfg["seed"], "claims", 1)
     R, n, K = cfg["thetas"], cfg["n"], task.num_classes
     theta = _perturbed(student, task, cfg["theta_scale"], R, rng)
     x, y = task.sample(R * n, rng)
@@ -113,8 +110,8 @@ def _measure_p1(cfg: Mapping[str, Any]) -> Outcome:
 def _measure_p2(cfg: Mapping[str, Any]) -> Outcome:
     """max_i ||grad l(theta*; x_i, p(x_i))|| from the student's per-sample gradients (float64)."""
     task, student, teacher = _objs(cfg)
-    x, y = task.sample(cfg["n"], rng_mod.generator(cfg["seed"], KEY_REGISTRY, 2))
-    t = teacher.sample(task.bcp(x), y, rng_mod.generator(cfg["seed"], KEY_REGISTRY, 2, 1))
+    x, y = task.sample(cfg["n"], rng_mod.stream(cfg["seed"], "claims", 2))
+    t = teacher.sample(task.bcp(x), y, rng_mod.stream(cfg["seed"], "claims", 2, 1))
     g = student.per_sample_grads(student.optimum(task)[None], torch.from_numpy(x)[None], torch.from_numpy(t)[None])[0]
     norms = g.norm(dim=-1).numpy()
     return Outcome(float(norms.max()), 0.0, info={"rms_grad_norm": float(np.sqrt(np.mean(norms**2))), "n": len(norms)})
@@ -134,7 +131,7 @@ def _measure_p3(cfg: Mapping[str, Any]) -> Outcome:
     from ..instruments import sigma2_at_optimum
 
     task, student, teacher = _objs(cfg)
-    e = sigma2_at_optimum(student, task, teacher, cfg["n"], rng_mod.generator(cfg["seed"], KEY_REGISTRY, 3))
+    e = sigma2_at_optimum(student, task, teacher, cfg["n"], rng_mod.stream(cfg["seed"], "claims", 3))
     return Outcome(e.value, e.se)
 
 
@@ -152,7 +149,7 @@ def _initial_gap(cfg: Mapping[str, Any]) -> tuple[float, float, float]:
     R, n = cfg["chains"], 8192
     theta0 = student.init_params(cfg["init"], R, task, [rng_mod.chain_streams(cfg["seed"], r) for r in range(R)],
                                  cfg["init_scale"])
-    x, _ = task.sample(n, rng_mod.generator(cfg["seed"], KEY_REGISTRY, 4))
+    x, _ = task.sample(n, rng_mod.stream(cfg["seed"], "claims", 4))
     log_q = student.log_probs(theta0, torch.from_numpy(x).expand(R, n, -1))
     kl = kl_divergence(torch.from_numpy(task.log_bcp(x)), log_q).mean(0).numpy()  # mean over chains, per input
     d0 = float(((theta0 - student.optimum(task)) ** 2).sum(-1).mean())
@@ -233,10 +230,10 @@ def _measure_e18(cfg: Mapping[str, Any]) -> Outcome:
         s = rng_mod.chain_streams(cfg["seed"], r)
         x, y = task.sample(n, s.data)
         xs.append(x)
-        ts.append(TargetSource(teacher, task.bcp(x), y, cfg["noise"], s.teacher)(np.arange(n), s.teacher))
+        ts.append(TargetSource(teacher, task.bcp(x), y, cfg["noise"], s.teacher, x=x)(np.arange(n), s.teacher))
     X, T = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ts))
     star = student.optimum(task)
-    xh, _ = task.sample(4096, rng_mod.generator(cfg["seed"], KEY_REGISTRY, 5))
+    xh, _ = task.sample(4096, rng_mod.stream(cfg["seed"], "claims", 5))
     Hinv = torch.linalg.inv(student.hessian(star, torch.from_numpy(xh), torch.from_numpy(task.bcp(xh))))
     theta = star.expand(R, -1).clone()
     for _ in range(cfg["newton_steps"]):  # Newton steps with the Hessian at theta* (linear convergence)
@@ -244,7 +241,7 @@ def _measure_e18(cfg: Mapping[str, Any]) -> Outcome:
     grad = float(student.batch_grad(theta, X, T).norm(dim=-1).max())
     if not grad <= cfg["grad_tol"]:
         raise ValueError(f"training did not converge: max gradient norm {grad:.3g} after {cfg['newton_steps']} steps")
-    xe, _ = task.sample(cfg["eval_n"], rng_mod.generator(cfg["seed"], KEY_REGISTRY, 6))
+    xe, _ = task.sample(cfg["eval_n"], rng_mod.stream(cfg["seed"], "claims", 6))
     log_q = student.log_probs(theta, torch.from_numpy(xe).expand(R, -1, -1))
     kl = kl_divergence(torch.from_numpy(task.log_bcp(xe)), log_q).mean(-1).numpy()
     return Outcome(float(kl.mean()), float(kl.std(ddof=1) / math.sqrt(R)), info={"max_grad_norm": grad})

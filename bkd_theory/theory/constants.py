@@ -26,14 +26,12 @@ from synthetic.base import Estimate
 from synthetic.features import augmented
 
 from .. import rng as rng_mod
-from .predictions import DEFAULT_N_MC, KEY_TARGETS, linear_info, log_jacobians, sample_inputs, theta_star
+from .predictions import DEFAULT_N_MC, log_jacobians, sample_inputs, theta_star
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
 
     from ..students import Student
-
-KEY_BALL = 52
 
 
 def hessian_at_optimum(task: "Task", student: "Student", *, n_mc: int = DEFAULT_N_MC, seed: int = 0,
@@ -44,21 +42,22 @@ def hessian_at_optimum(task: "Task", student: "Student", *, n_mc: int = DEFAULT_
     sum to 1 in mean; it is computed with bcp targets t = p(x).
 
     Args:
-        method: "student" (`student.hessian`), "linear" (E[(diag p - p p^T) kron xt xt^T], free rows
-            only in the pinned gauge), "fisher" (E[G diag(p) G^T] from `prob_jacobian`, the identity
-            Fisher = Hessian at a realizable optimum), or "auto" (linear if possible, else student).
+        method: "student" (`student.hessian`), "linear" (E[(diag p - p p^T) kron xt xt^T] on the free
+            rows, for a student with a feature model), "fisher" (E[G diag(p) G^T] from
+            `prob_jacobian`, the identity Fisher = Hessian at a realizable optimum), or "auto"
+            (linear if possible, else student).
     """
     method = validation.one_of("method", method, ("auto", "student", "linear", "fisher"))
-    info = linear_info(student)
+    fm = student.feature_model()
     if method == "auto":
-        method = "linear" if info is not None else "student"
+        method = "linear" if fm is not None else "student"
     x, _, p = sample_inputs(task, n_mc, seed)
     P = student.num_params
     H = np.zeros((P, P))
     if method == "linear":
-        if info is None:
-            raise ValueError(f"method='linear' needs a linear student, got {getattr(student, 'spec', student)!r}")
-        xt = augmented(x, info[1])
+        if fm is None:
+            raise ValueError(f"method='linear' needs a student with a feature model, got {student.spec!r}")
+        xt = fm.features(x)
         D = xt.shape[1]
         rows = P // D
         # sum_n (diag p_n - p_n p_n^T) kron xt_n xt_n^T on the free rows: block diagonal minus z^T z
@@ -82,18 +81,9 @@ def hessian_at_optimum(task: "Task", student: "Student", *, n_mc: int = DEFAULT_
 
 
 def null_basis(student: "Student") -> np.ndarray:
-    """Orthonormal basis `[P, m]` of the parameter directions that never change q (gauge).
-
-    Linear full gauge: adding one vector c to every row of W, i.e. 1_K kron c (m = F+1). Pinned
-    gauge and other students: none known in closed form (m = 0).
-    """
-    info = linear_info(student)
-    P = student.num_params
-    if info is None or info[0] != "full":
-        return np.zeros((P, 0))
-    K = student.num_classes
-    D = P // K
-    return np.kron(np.ones((K, 1)) / np.sqrt(K), np.eye(D))
+    """Orthonormal basis `[P, m]` of the parameter directions that never change q: the student's
+    declared `gauge_basis()` (linear full gauge: 1_K kron R^{F+1}; pinned gauge: none)."""
+    return np.asarray(student.gauge_basis(), dtype=np.float64)
 
 
 def range_basis(P: int, null: np.ndarray) -> np.ndarray:
@@ -183,7 +173,7 @@ def local_constants(task: "Task", student: "Student", *, radius: float, n_points
     star = theta_star(task, student).to(torch.float64).numpy()
     null = null_basis(student)
     Q = range_basis(len(star), null)
-    pts = np.vstack([star[None], _ball_points(star, Q, radius, n_points, rng_mod.generator(seed, KEY_BALL))])
+    pts = np.vstack([star[None], _ball_points(star, Q, radius, n_points, rng_mod.stream(seed, "theory.ball"))])
     x, _, p = sample_inputs(task, n_mc, seed, key=2)
     xs, ps = torch.as_tensor(x, dtype=student.dtype), torch.as_tensor(p, dtype=student.dtype)
     lo, hi = np.empty(len(pts)), np.empty(len(pts))
@@ -251,13 +241,14 @@ def expected_smoothness(x: np.ndarray, num_classes: int, *, gauge: str = "pinned
 
 def training_smoothness(task: "Task", student: "Student", n: int, *, batch: int = 1, seed: int = 0,
                         target_factor: float = 1.0) -> Smoothness:
-    """`expected_smoothness` on n inputs drawn from the task (`rng.generator(seed, KEY_INPUTS, 3)`)."""
-    info = linear_info(student)
-    if info is None:
-        raise ValueError(f"E12 holds for the linear softmax student, got {getattr(student, 'spec', student)!r}; "
+    """`expected_smoothness` on n inputs drawn from the task (`rng.stream(seed, "theory.inputs", 3)`)."""
+    fm = student.feature_model()
+    if fm is None:
+        raise ValueError(f"E12 holds for the linear softmax student, got {student.spec!r}; "
                          "use expected_smoothness_empirical")
     x, _, _ = sample_inputs(task, n, seed, key=3)
-    return expected_smoothness(x, task.num_classes, gauge=info[0], features=info[1], batch=batch, target_factor=target_factor)
+    gauge = "full" if fm.rows == task.num_classes else "pinned"
+    return expected_smoothness(x, task.num_classes, gauge=gauge, features=fm.kind, batch=batch, target_factor=target_factor)
 
 
 @dataclass(frozen=True)
@@ -288,14 +279,14 @@ def expected_smoothness_empirical(task: "Task", student: "Student", teacher: Any
     n_directions = validation.positive_int("n_directions", n_directions)
     star = theta_star(task, student).to(torch.float64).numpy()
     Q = range_basis(len(star), null_basis(student))
-    rng = rng_mod.generator(seed, KEY_BALL, 1)
+    rng = rng_mod.stream(seed, "theory.ball", 1)
     scale = float(np.linalg.norm(star)) or 1.0
     u = rng.standard_normal((len(radii) * n_directions, Q.shape[1]))
     u = (u / np.linalg.norm(u, axis=1, keepdims=True)) @ Q.T
     r = np.repeat(np.asarray(radii, dtype=np.float64) * scale, n_directions)
     thetas = np.vstack([star[None], star[None] + r[:, None] * u])
     x, y, p = sample_inputs(task, n_mc, seed, key=4)
-    t = p if teacher is None else teacher.sample(p, y, rng_mod.generator(seed, KEY_TARGETS, 4))
+    t = p if teacher is None else teacher.sample(p, y, rng_mod.stream(seed, "theory.targets", 4), x=x)
     R = len(thetas)
     th = torch.as_tensor(thetas, dtype=student.dtype)
     xs = torch.as_tensor(x, dtype=student.dtype).expand(R, *x.shape)

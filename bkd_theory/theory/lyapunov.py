@@ -33,9 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..students import Student
 
-KEY_LYAPUNOV = 53
-
-
 @dataclass(frozen=True)
 class LyapunovExponents:
     """Top Lyapunov exponents per step on a gamma grid.
@@ -62,7 +59,7 @@ def top_lyapunov_exponents(task: "Task", student: "Student", gammas: np.ndarray,
 
     Args:
         gammas: step sizes (> 0). batch: b. steps: iterations per replica. replicas: independent
-            input streams (`rng.generator(seed, KEY_LYAPUNOV, r)`). burn: steps discarded before
+            input streams (`rng.stream(seed, "theory.lyapunov", r)`). burn: steps discarded before
             averaging the log-growth (default steps // 5). budget_bytes: memory for the per-sample
             Hessian factors of one block of steps (inputs are drawn and factored block by block).
     """
@@ -78,8 +75,8 @@ def top_lyapunov_exponents(task: "Task", student: "Student", gammas: np.ndarray,
     theta = theta_star(task, student)
     P = student.num_params
     null = null_basis(student)
-    rngs = [rng_mod.generator(seed, KEY_LYAPUNOV, r) for r in range(R)]
-    v0 = rng_mod.generator(seed, KEY_LYAPUNOV, R).standard_normal((R, P))
+    rngs = [rng_mod.stream(seed, "theory.lyapunov", r) for r in range(R)]
+    v0 = rng_mod.stream(seed, "theory.lyapunov", R).standard_normal((R, P))
     v0 -= (v0 @ null) @ null.T
     v = np.broadcast_to(v0 / np.linalg.norm(v0, axis=1, keepdims=True), (len(g), R, P)).copy()
     logs = np.zeros((len(g), R))

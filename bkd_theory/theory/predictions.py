@@ -13,8 +13,9 @@ the linear-student forms of E11, in both gauges), `critical_noise` is E10, and
 `gradient_noise_monte_carlo` is the slow, obvious oracle: per-sample gradients at theta* with
 sampled targets. All quantities live in the student's parameter space (pinned gauge: the K-1 free
 rows only) and are per single sample (the reduction convention of `bkd_theory.losses`). A teacher
-argument is a target law (`teachers.Teacher`), its spec string ("tangent:0.01", parsed once by
-`teachers.parse_teacher`) or a trained teacher (`bayesian`, flag `input_dependent`, used as is).
+argument is any `teachers.Teacher` (laws, composites, teachers of x) or its spec string, parsed
+once by `teachers.parse_teacher`. A law's closed form is its own `cov_form()`; a student's closed
+form (E11) is read from its declared `feature_model()`.
 
 Linear student, E11 at theta* (q = p, s = sum_k t_k), per input x:
     full gauge:   onehot  ||xt||^2 (1 - ||p||^2)
@@ -35,11 +36,10 @@ import torch
 
 from synthetic import validation
 from synthetic.base import Estimate
-from synthetic.features import augmented
 
 from .. import rng as rng_mod
-from .. import teachers as T
-from ..targets import draw_targets
+from ..stats import estimate
+from ..teachers import Teacher, parse_teacher
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -48,38 +48,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_N_MC = 4096
 _CHUNK = 1024
-# spawn-key namespaces of `rng.generator(seed, *key)` used by the theory module
-KEY_INPUTS, KEY_TARGETS = 50, 51
-
-
-def estimate(values: np.ndarray, method: str) -> Estimate:
-    """Return the mean of i.i.d. `values` `[N]` with its standard error std / sqrt(N)."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
-    return Estimate(float(v.mean()), se, method)
 
 
 def sample_inputs(task: "Task", n: int, seed: int, key: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw n points of `task` from `rng.generator(seed, KEY_INPUTS, key)`.
+    """Draw n points of `task` from `rng.stream(seed, "theory.inputs", key)`.
 
     Returns:
         x `[n, d]`, y `[n]` and p(x) `[n, K]` (computed in log space by the task).
     """
     n = validation.positive_int("n", n, minimum=2)
-    x, y = task.sample(n, rng_mod.generator(seed, KEY_INPUTS, key))
+    x, y = task.sample(n, rng_mod.stream(seed, "theory.inputs", key))
     return x, y, np.exp(task.log_bcp(x))
 
 
 def theta_star(task: "Task", student: "Student") -> torch.Tensor:
     """Return theta* `[P]` in the student's dtype (ValueError if the student is not realizable)."""
     return student.optimum(task).to(student.dtype).reshape(-1)
-
-
-def linear_info(student: "Student") -> tuple[str, str] | None:
-    """Return (gauge, features) for a linear softmax student, None for any other student."""
-    if getattr(student, "spec", "") != "linear" or not hasattr(student, "gauge"):
-        return None
-    return str(getattr(student.gauge, "value", student.gauge)), str(getattr(student.features, "value", student.features))
 
 
 def log_jacobians(student: "Student", theta: torch.Tensor, x: np.ndarray, p: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
@@ -96,23 +80,15 @@ def log_jacobians(student: "Student", theta: torch.Tensor, x: np.ndarray, p: np.
         yield rows, J.detach().to(torch.float64).numpy() / p[rows, :, None]
 
 
-def as_teacher(teacher: Any) -> Any:
-    """Parse a spec string with `teachers.parse_teacher`; return any teacher object unchanged."""
-    return T.parse_teacher(teacher) if isinstance(teacher, str) else teacher
+def as_teacher(teacher: Any) -> Teacher:
+    """A `Teacher` from a teacher or its spec (`teachers.parse_teacher`)."""
+    return parse_teacher(teacher)
 
 
 def teacher_moments(teacher: Any, x: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (tbar - p `[N, K]`, Cov(t|x) `[N, K, K]`) from the teacher's exact moments.
-
-    Target laws (`bkd_theory.teachers`) see x through p; trained teachers (`input_dependent`) see x.
-    """
+    """Return (tbar - p `[N, K]`, Cov(t|x) `[N, K, K]`) from the teacher's exact moments at x."""
     teacher = as_teacher(teacher)
-    arg = x if getattr(teacher, "input_dependent", False) else p
-    try:
-        mean, cov = np.asarray(teacher.mean(arg), np.float64), np.asarray(teacher.cov(arg), np.float64)
-    except (AttributeError, NotImplementedError) as err:
-        raise ValueError(f"teacher {getattr(teacher, 'spec', teacher)!r} has no known moments mean/cov; "
-                         "use gradient_noise_monte_carlo") from err
+    mean, cov = np.asarray(teacher.mean(p, x=x), np.float64), np.asarray(teacher.cov(p, x=x), np.float64)
     return mean - p, cov
 
 
@@ -182,7 +158,7 @@ def gradient_noise(task: "Task", student: "Student", teacher: Any, *, n_mc: int 
 
     Args:
         task, student, teacher: the configuration (teacher: any law with `mean`/`cov`).
-        n_mc: Monte Carlo inputs x (from `rng.generator(seed, KEY_INPUTS, 0)`).
+        n_mc: Monte Carlo inputs x (from `rng.stream(seed, "theory.inputs", 0)`).
         seed: seed.
         matrix: also accumulate C `[P, P]` (memory P^2).
         theta: evaluation point `[P]` (default theta*; E3 needs q_theta = p there).
@@ -207,29 +183,37 @@ def gradient_noise(task: "Task", student: "Student", teacher: Any, *, n_mc: int 
     return GradientNoise(estimate(var_x + bias_x, method), estimate(var_x, method), estimate(bias_x, method), C, method)
 
 
-def _linear_factors(x: np.ndarray, p: np.ndarray, gauge: str, features: str) -> dict[str, np.ndarray]:
-    """Per-input E11 factors of the linear student `[N]` (module docstring), gauge-specific."""
-    xt2 = (augmented(x, features) ** 2).sum(1)
+def _feature_forms(student: "Student", x: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-input tr(G U_c G^T) of the standard forms U_c `[N]` for a student linear in features (E11).
+
+    With logits W phi~(x) on K' free rows, G = E(p) kron phi~ with E_jk = delta_jk - p_j (j < K'), so
+    tr(G U G^T) = ||phi~||^2 tr(E U E^T); written out (module docstring) for the full (K' = K) and
+    pinned (K' = K - 1) gauges.
+    """
+    fm = student.feature_model()
+    xt2 = (fm.features(x) ** 2).sum(1)
     K, pp, pK = p.shape[1], (p**2).sum(1), p[:, -1]
-    if gauge == "full":
-        f = {"onehot": 1 - pp, "additive": K - 2 + K * pp, "tangent": np.full_like(pp, K - 1.0)}
+    if fm.rows == K:
+        f = {"label": 1 - pp, "identity": K - 2 + K * pp, "tangent": np.full_like(pp, K - 1.0)}
     else:
-        f = {"onehot": 1 - pp - pK * (1 - pK), "additive": K * (pp - pK**2) + K - 3 + 2 * pK,
+        f = {"label": 1 - pp - pK * (1 - pK), "identity": K * (pp - pK**2) + K - 3 + 2 * pK,
              "tangent": np.full_like(pp, (K - 1.0) ** 2 / K)}
     return {k: xt2 * v for k, v in f.items()}
 
 
 def _unit_forms(student: "Student", chunks: Callable[[], Iterator[tuple[slice, np.ndarray]]] | None, x: np.ndarray,
                 p: np.ndarray, route: str) -> dict[str, np.ndarray]:
-    """Per-input sigma^2 of onehot and of additive/tangent at nu = 1 `[N]`, by `route`."""
+    """Per-input tr(G U_c G^T) of the standard covariance forms `[N]` ("label": C_y, the onehot
+    sigma^2; "identity": additive noise at nu = 1; "tangent": tangent noise at nu = 1), by `route`:
+    "linear" (the student's feature model, E11), "jacobian" (sums of ||J_k||^2 / p_k^a) or "auto"."""
     validation.one_of("route", route, ("auto", "linear", "jacobian"))
-    info = linear_info(student)
     if route == "auto":
-        route = "linear" if info is not None else "jacobian"
+        route = "linear" if student.feature_model() is not None else "jacobian"
     if route == "linear":
-        if info is None:
-            raise ValueError(f"route='linear' needs a linear student, got {getattr(student, 'spec', student)!r}")
-        return _linear_factors(x, p, info[0], info[1])
+        if student.feature_model() is None:
+            raise ValueError(f"route='linear' needs a student with a feature model (logits linear in features), "
+                             f"got {student.spec!r}")
+        return _feature_forms(student, x, p)
     if chunks is None:
         raise ValueError("theta (theta* [P]) is required by route='jacobian'")
     s = {k: np.empty(len(x)) for k in ("s1", "s2", "s3")}
@@ -239,27 +223,24 @@ def _unit_forms(student: "Student", chunks: Callable[[], Iterator[tuple[slice, n
         s["s2"][rows] = sq.sum(1)
         s["s3"][rows] = np.einsum("np,np->n", Gt.sum(1), Gt.sum(1))
     K = p.shape[1]
-    return {"onehot": s["s1"], "additive": s["s2"], "tangent": s["s2"] - s["s3"] / K}
+    return {"label": s["s1"], "identity": s["s2"], "tangent": s["s2"] - s["s3"] / K}
 
 
-def _closed_scale(teacher: Any) -> tuple[str, float, str]:
-    """Return (base form, factor, tags) so that sigma^2 = factor * E[form] (E6-E9)."""
-    if isinstance(teacher, T.BCP):
-        return "zero", 0.0, "Prop. 2"
-    if isinstance(teacher, T.OneHot):
-        return "onehot", 1.0, "E6"
-    if isinstance(teacher, T.Dirichlet):
-        return "onehot", 1.0 / (1.0 + teacher.alpha), "E8"
-    if isinstance(teacher, T.AdditiveTangent):
-        return "tangent", teacher.nu, "tangent"
-    if isinstance(teacher, T.Additive) and not isinstance(teacher, T.Clipped):
-        return "additive", teacher.nu, "E7"
-    if isinstance(teacher, T.MC):
-        form, factor, tag = _closed_scale(teacher.base)
-        return form, factor / teacher.S, f"E9({tag})"
-    raise ValueError(f"no closed form for teacher {getattr(teacher, 'spec', teacher)!r}: E6-E9 cover onehot, bcp, "
-                     "dirichlet, additive, tangent and mc of those; use gradient_noise (known moments) or "
-                     "gradient_noise_monte_carlo (any teacher)")
+def closed_form(teacher: Any) -> Any:
+    """The teacher's covariance in closed form (`Teacher.cov_form`, E6-E9); ValueError when it has none."""
+    teacher = as_teacher(teacher)
+    form = teacher.cov_form()
+    if form is None or not teacher.unbiased:
+        raise ValueError(f"no closed form for teacher {teacher.spec!r}: the closed forms cover unbiased laws that "
+                         "declare cov_form() (onehot, bcp, dirichlet, additive, tangent, and mc and mixture of "
+                         "those); use gradient_noise (known moments) or gradient_noise_monte_carlo (any teacher)")
+    return form
+
+
+def _combine(form: Any, units: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """sum_c coef_c units_c `[n]` (per-input sigma^2 of a closed-form covariance)."""
+    terms = [a * units[name] for name, a in form.coef.items()]
+    return np.zeros(n) if not terms else (terms[0] if len(terms) == 1 else np.sum(terms, axis=0))
 
 
 def sigma2_per_input(student: "Student", teacher: Any, x: np.ndarray, p: np.ndarray, *, route: str = "auto",
@@ -271,11 +252,11 @@ def sigma2_per_input(student: "Student", teacher: Any, x: np.ndarray, p: np.ndar
             Jacobian route; default: none, which the linear route does not use).
         route: "linear" (E11 factors), "jacobian" (sums of ||J_k||^2 / p_k^a) or "auto".
     """
-    form, factor, _ = _closed_scale(as_teacher(teacher))
-    if form == "zero":
+    form = closed_form(teacher)
+    if not form.coef:
         return np.zeros(len(x))
     chunks = None if theta is None else (lambda: log_jacobians(student, theta.to(student.dtype), x, p))
-    return factor * _unit_forms(student, chunks, x, p, route)[form]
+    return _combine(form, _unit_forms(student, chunks, x, p, route), len(x))
 
 
 def sigma2_closed_form(task: "Task", student: "Student", teacher: Any, *, n_mc: int = DEFAULT_N_MC, seed: int = 0,
@@ -293,12 +274,12 @@ def sigma2_closed_form(task: "Task", student: "Student", teacher: Any, *, n_mc: 
     Raises:
         ValueError: for teachers without a closed form (biased or trained teachers, clipped).
     """
-    form, factor, tag = _closed_scale(as_teacher(teacher))
-    if form == "zero":
-        return Estimate(0.0, 0.0, "Prop. 2: bcp targets, no gradient noise at theta*")
+    form = closed_form(teacher)
+    if not form.coef:
+        return Estimate(0.0, 0.0, f"{form.tag}: no gradient noise at theta*")
     x, p, chunks = _inputs(task, student, n_mc, seed, jac)
-    v = factor * _unit_forms(student, chunks, x, p, route)[form]
-    return estimate(v, f"{tag} closed form ({route} route), Monte Carlo over x (n={n_mc}, seed={seed})")
+    v = _combine(form, _unit_forms(student, chunks, x, p, route), len(x))
+    return estimate(v, f"{form.tag} closed form ({route} route), Monte Carlo over x (n={n_mc}, seed={seed})")
 
 
 def critical_noise(task: "Task", student: "Student", *, n_mc: int = DEFAULT_N_MC, seed: int = 0, route: str = "auto",
@@ -309,7 +290,7 @@ def critical_noise(task: "Task", student: "Student", *, n_mc: int = DEFAULT_N_MC
     """
     x, p, chunks = _inputs(task, student, n_mc, seed, jac)
     v = _unit_forms(student, chunks, x, p, route)
-    a, b = v["onehot"], v["additive"]
+    a, b = v["label"], v["identity"]
     r = a.mean() / b.mean()
     se = float(np.std(a - r * b, ddof=1) / np.sqrt(len(a)) / b.mean())
     return Estimate(float(r), se, f"E10 ratio estimator ({route} route), delta-method SE (n={n_mc}, seed={seed})")
@@ -319,9 +300,8 @@ def per_sample_gradients(student: "Student", teacher: Any, x: np.ndarray, y: np.
                          rng: np.random.Generator, theta: torch.Tensor) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield (rows, grad l(theta; x_n, t_n) `[B, P]` float64) with t drawn once from `teacher.sample`.
 
-    Target laws see (p, y); trained teachers (`input_dependent`) see (x, y).
     """
-    t = draw_targets(as_teacher(teacher), x, p, y, rng)
+    t = as_teacher(teacher).sample(p, y, rng, x=x)
     for start in range(0, len(x), _CHUNK):
         rows = slice(start, min(start + _CHUNK, len(x)))
         g = student.per_sample_grads(theta[None], torch.as_tensor(x[None, rows], dtype=student.dtype),
@@ -346,7 +326,7 @@ def gradient_noise_monte_carlo(task: "Task", student: "Student", teacher: Any, *
     sq = np.empty(len(x))
     P = student.num_params
     C = np.zeros((P, P)) if matrix else None
-    for rows, g in per_sample_gradients(student, teacher, x, y, p, rng_mod.generator(seed, KEY_TARGETS, 1), theta):
+    for rows, g in per_sample_gradients(student, teacher, x, y, p, rng_mod.stream(seed, "theory.targets", 1), theta):
         sq[rows] = (g**2).sum(1)
         if C is not None:
             C += g.T @ g

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .claims import CLAIMS, KEY_REGISTRY
+from .claims import CLAIMS
 from .verdicts import Z, Below, Claim, Equal, Outcome, Zero
 
-__all__ = ["KEY_REGISTRY", "THEOREMS", "Below", "Claim", "Equal", "Outcome", "Z", "Zero", "check_claims", "format_table",
+__all__ = ["THEOREMS", "Below", "Claim", "Equal", "Outcome", "Z", "Zero", "check_claims", "format_table",
            "select"]
 
 THEOREMS: dict[str, Claim] = {c.id: c for c in CLAIMS}

@@ -131,7 +131,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
             student with rank(H) <= 64).
         lyapunov_threshold: also estimate the E19 threshold (a few seconds to a minute).
     """
-    teacher = teachers_mod.parse_teacher(teacher) if isinstance(teacher, str) else teacher
+    teacher = teachers_mod.parse_teacher(teacher)
     gamma = validation.positive("gamma", gamma)
     batch = validation.positive_int("batch", batch)
     momentum = validation.in_interval("momentum", momentum, 0.0, 1.0)
@@ -139,7 +139,8 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
     n = None if n is None else validation.positive_int("n", n, minimum=2)
     notes: list[str] = []
-    info = predictions.linear_info(student)
+    fm = student.feature_model()
+    gauge = None if fm is None else ("full" if fm.rows == task.num_classes else "pinned")
     P = student.num_params
     if str(student.dtype) != "torch.float64":
         notes.append(f"student dtype is {student.dtype}; theory numbers are more accurate with float64")
@@ -164,12 +165,12 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
         Q = curv.basis
     else:
         notes.append(f"P={P} > {MAX_DENSE_PARAMS}: H, C, E17', E18 not computed")
-    if info is not None:
+    if fm is not None:
         sm = constants.training_smoothness(task, student, n or calL_n or DEFAULT_CALL_N, batch=batch, seed=seed,
                                            target_factor=kappa_t)
         calL, calL_n_used, calL_method = sm.calL, sm.n, sm.formula
     else:
-        noisy = getattr(teacher, "stochastic", False) and not getattr(teacher, "input_dependent", False)
+        noisy = teacher.stochastic and not teacher.needs_x
         emp = constants.expected_smoothness_empirical(task, student, teacher if noisy else None, seed=seed)
         calL, calL_n_used, calL_method = emp.calL.value, None, "empirical: " + emp.region
         notes.append("calL is the empirical estimate (E12 is for the linear student); batch not accounted for")
@@ -189,7 +190,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
     if H is not None:
         C = gn.C
         e17p = float(np.trace(stationary.lyapunov_covariance(H, C, g_eff, batch, Q=Q)))
-        want = (info is not None and Q.shape[1] <= CORRECTION_MAX_RANK) if correction == "auto" else bool(correction)
+        want = (fm is not None and Q.shape[1] <= CORRECTION_MAX_RANK) if correction == "auto" else bool(correction)
         if want:
             U = predictions.hessian_factors(task, student, n_mc=n_mc, seed=seed, jac=jac)
             w = predictions.target_sum_sq(task, teacher, n_mc=n_mc, seed=seed)
@@ -198,7 +199,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
             if g_eff >= gms:
                 notes.append(f"gamma={g_eff:.4g} >= mean-square threshold {gms:.4g}: the corrected second moment does not exist")
                 e17c = e17c_risk = None
-            if info is None:
+            if fm is None:
                 notes.append("next-order correction: H_(x,t) = (sum t) H_x is exact for the linear student only")
         if n is not None:
             fn_dist, fn_risk = stationary.finite_n(H, C, n, Q=Q)
@@ -214,7 +215,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
             notes.append("gamma_lyapunov (E19) is the threshold of plain SGD (no momentum) with bcp targets")
     return Prediction(
         task=str(getattr(task, "name", type(task).__name__)), student=str(student.spec), teacher=str(getattr(teacher, "spec", teacher)),
-        gauge=None if info is None else info[0], num_params=P, gamma=gamma, batch=batch, momentum=momentum, n=n,
+        gauge=gauge, num_params=P, gamma=gamma, batch=batch, momentum=momentum, n=n,
         n_mc=n_mc, seed=seed, sigma2=gn.sigma2, sigma2_closed_form=closed,
         trace_C=None if gn.C is None else float(np.trace(gn.C)), kappa_t=kappa_t,
         H_eig_min=mu, H_eig_max=L, kappa=None if curv is None else curv.kappa, null_dim=None if curv is None else curv.null_dim,
@@ -250,9 +251,8 @@ def _check_run_matches(config: dict[str, Any], pred: Prediction) -> None:
     if "teacher" in config:
         lam = float(config.get("lam", 1.0))
         try:  # a run with lam < 1 trains on mixture:lam:teacher (the KD objective)
-            base = teachers_mod.parse_teacher(str(config["teacher"]))
-            have = base.spec if lam >= 1.0 else teachers_mod.Mixture(lam, base).spec
-        except ValueError:  # a trained teacher: its name is the spec
+            have = teachers_mod.with_lam(teachers_mod.parse_teacher(str(config["teacher"])), lam).spec
+        except ValueError:  # a teacher of x given as an object: its name is the spec
             have = str(config["teacher"]) if lam >= 1.0 else f"mixture:{lam:g}:{config['teacher']}"
         if have != pred.teacher:
             raise differ("teacher", have, pred.teacher)

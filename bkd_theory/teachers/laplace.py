@@ -33,7 +33,7 @@ from torch.func import jacrev, vmap
 
 from synthetic import validation
 
-from . import losses
+from .. import losses
 
 _F64 = torch.float64
 

@@ -1,7 +1,5 @@
-"""The `Teacher` base, input validation and numerical kernels of the target laws (DESIGN 2.2). Private.
+"""Numerical kernels of the target laws (DESIGN 2.2).
 
-- `Teacher`: the abstract base of every target law (re-exported by `bkd_theory.teachers`, where
-  the concrete laws live), with input validation (`check_p`, `check_y`) and shared pieces.
 - `categorical`: labels y ~ Cat(p), one per row, by inverse CDF.
 - `dirichlet`: t ~ Dir(a) row-wise, sampled in log space so that tiny shapes (a_k = 1e-40, or
   smaller) never give NaN, with rows on the simplex.
@@ -12,149 +10,11 @@ The kernels expect validated float64 arrays `[M, K]`.
 """
 from __future__ import annotations
 
-import abc
-from typing import Any
-
 import numpy as np
 from scipy.special import logsumexp, ndtr, ndtri
 from scipy.stats import qmc
 
-from synthetic.validation import probability_vectors
-
-from .rng import generator
-
-
-def fmt(value: float) -> str:
-    """Shortest spec text that parses back to `value` ("5" for 5.0, "0.01", "1e-40")."""
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
-
-
-def check_p(p: Any) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Validate p `[..., K]` on the simplex; return it flattened to `[M, K]` and the batch shape.
-
-    Entries within the validation tolerance below 0 are set to 0 and rows are renormalised.
-    """
-    arr = probability_vectors("p", p)
-    arr = np.clip(arr, 0.0, None)
-    arr = arr / arr.sum(axis=-1, keepdims=True)
-    return arr.reshape(-1, arr.shape[-1]), arr.shape[:-1]
-
-
-def check_y(y: Any, batch: tuple[int, ...], k: int) -> np.ndarray:
-    """Validate integer labels of shape `batch` with values in [0, K); return them flat `[M]`."""
-    arr = np.asarray(y)
-    if arr.shape != batch:
-        raise ValueError(f"y must have shape {batch} (the batch shape of p), got {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"y must hold integer class labels, got dtype {arr.dtype}")
-    if arr.size and (arr.min() < 0 or arr.max() >= k):
-        raise ValueError(f"y must hold labels in [0, {k - 1}] (K={k}), got range [{arr.min()}, {arr.max()}]")
-    return arr.reshape(-1).astype(np.int64)
-
-
-def label_cov(p: np.ndarray) -> np.ndarray:
-    """C_y = Cov(e_y | x) = diag(p) - p p^T, `[M, K]` -> `[M, K, K]`."""
-    return np.einsum("mk,kl->mkl", p, np.eye(p.shape[-1])) - p[:, :, None] * p[:, None, :]
-
-
-def zeros_cov(p: np.ndarray) -> np.ndarray:
-    """Zero covariance `[M, K, K]` for p `[M, K]`."""
-    return np.zeros((p.shape[0], p.shape[1], p.shape[1]))
-
-
-class Teacher(abc.ABC):
-    """A target law t | (x, y), seen through p = p(x) and the label y (DESIGN 2.2).
-
-    Attributes:
-        spec: CLI spec, e.g. "dirichlet:5"; `str(teacher)` returns it.
-        unbiased: tbar(x) == p(x) for every p.
-        stochastic: t is random given x (y marginalised), Cov(t | x) != 0; False for bcp and
-            temperature. `sample` needs a generator when t is random given (p, y) as well.
-        uses_label: `sample` reads y (onehot, smoothing, mixture).
-        sums_to_one: every draw has sum(t) = 1 (False for additive, which leaves the simplex).
-        moments_exact: `mean`/`cov` are closed forms (False for clipped with nu > 0).
-    """
-
-    name: str = ""
-    unbiased: bool = True
-    stochastic: bool = True
-    uses_label: bool = False
-    sums_to_one: bool = True
-    moments_exact: bool = True
-
-    @property
-    def _needs_rng(self) -> bool:  # t is random given (p, y); onehot and smoothing are not
-        return self.stochastic
-
-    def _params(self) -> tuple:
-        return ()
-
-    @property
-    def spec(self) -> str:
-        """The CLI spec of this teacher (name, then parameters, separated by ':')."""
-        return ":".join([self.name, *(p.spec if isinstance(p, Teacher) else fmt(p) for p in self._params())])
-
-    def sample(self, p: np.ndarray, y: np.ndarray | None, rng: np.random.Generator | None) -> np.ndarray:
-        """Draw one target per row.
-
-        Args:
-            p: true BCPs `[N, K]` (any batch shape `[..., K]`), rows on the simplex.
-            y: labels `[N]` int drawn with x; may be None when `uses_label` is False.
-            rng: generator for the teacher noise; may be None for bcp, temperature, onehot and
-                smoothing (and mixtures of them), whose t is fixed given (p, y).
-
-        Returns:
-            t `[N, K]` float64 (same batch shape as p).
-        """
-        pf, batch = check_p(p)
-        if y is None and self.uses_label:
-            raise ValueError(f"y (labels) is required by teacher {self.spec!r}")
-        yf = None if y is None else check_y(y, batch, pf.shape[-1])
-        if self._needs_rng and not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy Generator for the stochastic teacher {self.spec!r}, got {rng!r}")
-        return self._sample(pf, yf, rng).reshape(*batch, pf.shape[-1])
-
-    def mean(self, p: np.ndarray) -> np.ndarray:
-        """tbar = E[t | x] `[N, K]` for p `[N, K]` (y ~ Cat(p) marginalised)."""
-        pf, batch = check_p(p)
-        return self._mean(pf).reshape(*batch, pf.shape[-1])
-
-    def cov(self, p: np.ndarray) -> np.ndarray:
-        """Cov(t | x) `[N, K, K]` for p `[N, K]` (y ~ Cat(p) marginalised); symmetric PSD."""
-        pf, batch = check_p(p)
-        return self._cov(pf).reshape(*batch, pf.shape[-1], pf.shape[-1])
-
-    def label_cross_cov(self, p: np.ndarray) -> np.ndarray:
-        """X = Cov(e_y, t | x) = E[(e_y - p)(t - tbar)^T | x] `[N, K, K]` (rows: label, columns: t).
-
-        Zero unless t uses the label y drawn with x. `Mixture` needs it for its covariance.
-        """
-        pf, batch = check_p(p)
-        return self._label_cross_cov(pf).reshape(*batch, pf.shape[-1], pf.shape[-1])
-
-    @abc.abstractmethod
-    def _sample(self, p: np.ndarray, y: np.ndarray | None, rng: np.random.Generator | None) -> np.ndarray: ...
-
-    def _mean(self, p: np.ndarray) -> np.ndarray:
-        return p.copy()
-
-    @abc.abstractmethod
-    def _cov(self, p: np.ndarray) -> np.ndarray: ...
-
-    def _label_cross_cov(self, p: np.ndarray) -> np.ndarray:
-        return zeros_cov(p)
-
-    def __str__(self) -> str:
-        return self.spec
-
-    def __repr__(self) -> str:
-        return f"parse_teacher({self.spec!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.spec == self.spec
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self.spec))
+from ..rng import stream
 
 
 def categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -224,7 +84,7 @@ def clipped_sample(p: np.ndarray, sigma: float, rng: np.random.Generator) -> np.
 
 
 # Randomised QMC design for `clipped_moments`: REPLICATES independent scrambles of a Sobol net
-# of 2**LOG2_POINTS points each, from a fixed internal seed (bkd_theory.rng namespace 2).
+# of 2**LOG2_POINTS points each, from a fixed internal seed (`rng.KEYS["teacher.clipped_design"]`).
 REPLICATES = 8
 LOG2_POINTS = 12
 _QMC_SEED = 2024
@@ -235,7 +95,7 @@ def qmc_normals(k: int) -> np.ndarray:
     """Return the fixed standard-normal design `[REPLICATES, 2**LOG2_POINTS, K]` (deterministic)."""
     out = np.empty((REPLICATES, 2**LOG2_POINTS, k))
     for r in range(REPLICATES):
-        sob = qmc.Sobol(d=k, scramble=True, rng=generator(_QMC_SEED, k, r))
+        sob = qmc.Sobol(d=k, scramble=True, rng=stream(_QMC_SEED, "teacher.clipped_design", k, r))
         u = sob.random_base2(LOG2_POINTS)
         out[r] = ndtri(np.clip(u, 1e-16, 1.0 - 1e-16))
     return out

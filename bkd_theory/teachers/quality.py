@@ -5,7 +5,7 @@ the true probability of the teacher's top class); `ece_against_truth` is the cal
 with the true p in place of label frequencies; `teacher_report` turns those into `Estimate`s with
 SEs on n fresh samples, and `paired_difference` compares two teachers on the same points. Works
 for any object with `log_proba(x)` or `predict_proba(x)` `[N, K]`: the trained teachers of
-`bkd_theory.bayesian`, or a `FunctionTeacher` around the exact `task.log_bcp`.
+`teachers.trained`, or a `FunctionTeacher` around the exact `task.log_bcp`.
 """
 from __future__ import annotations
 
@@ -18,13 +18,10 @@ import numpy as np
 from synthetic import validation
 from synthetic.base import Estimate
 
-from . import rng as rng_mod
+from .. import rng as rng_mod
 
 __all__ = ["TeacherReport", "ece_against_truth", "paired_difference", "pointwise_metrics", "teacher_report"]
 
-# `rng.generator` key namespace: the evaluation sample (32, 0) and its bootstrap (32, 1)
-# (`bkd_theory.bayesian` uses 31 and 33).
-_EVAL_KEY = 32
 
 def pointwise_metrics(teacher: Any, x: np.ndarray, log_p: np.ndarray) -> dict[str, np.ndarray]:
     """Per-sample comparison of p~ with the true p, each `[N]` (except "probs" `[N, K]`).
@@ -92,7 +89,7 @@ class TeacherReport:
 
 def _eval_sample(task: Any, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = validation.positive_int("n", n, minimum=2)
-    x, y = task.sample(n, rng_mod.generator(seed, _EVAL_KEY, 0))
+    x, y = task.sample(n, rng_mod.stream(seed, "teacher.quality", 0))
     return x, y, task.log_bcp(x)
 
 
@@ -100,9 +97,9 @@ def teacher_report(teacher: Any, task: Any, n: int, seed: int = 0, *, bins: int 
                    bootstrap: int = 200) -> TeacherReport:
     """Measure a teacher against the true BCP on n fresh samples from `task`.
 
-    The sample comes from `rng.generator(seed, 32, 0)`: teachers reported with the same (task, n,
+    The sample comes from `rng.stream(seed, "teacher.quality", 0)`: teachers reported with the same (task, n,
     seed) are compared on the same points. SE: std/sqrt(n) for means; for the ECE, the std of
-    `bootstrap` ECEs on resampled points (generator `rng.generator(seed, 32, 1)`).
+    `bootstrap` ECEs on resampled points (generator `rng.stream(seed, "teacher.quality", 1)`).
 
     Args:
         teacher: a `TrainedTeacher` or any object with `predict_proba(x)` `[N, K]`.
@@ -118,13 +115,14 @@ def teacher_report(teacher: Any, task: Any, n: int, seed: int = 0, *, bins: int 
                   "bayes_agreement": (m["argmax"] == m["bayes"]).astype(float), "confidence": m["confidence"]}
     est = {k: Estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)), f"mean over {n} fresh samples; "
                        "se = std/sqrt(n)") for k, v in per_sample.items()}
-    boot = rng_mod.generator(seed, _EVAL_KEY, 1)
+    boot = rng_mod.stream(seed, "teacher.quality", 1)
     eces = [ece_against_truth(m["confidence"][i], m["true_prob"][i], bins=bins)
             for i in (boot.integers(0, n, n) for _ in range(bootstrap))]
     est["ece"] = Estimate(ece_against_truth(m["confidence"], m["true_prob"], bins=bins), float(np.std(eces, ddof=1)),
                           f"ECE against true p, {bins} bins, {n} fresh samples; se = bootstrap ({bootstrap})")
     order = ("kl", "l2", "brier", "brier_labels", "ece", "accuracy", "bayes_agreement", "confidence")
-    return TeacherReport(str(getattr(teacher, "name", type(teacher).__name__)), n, {k: est[k] for k in order},
+    label = getattr(teacher, "spec", None) or getattr(teacher, "name", None) or type(teacher).__name__
+    return TeacherReport(str(label), n, {k: est[k] for k in order},
                          float(getattr(teacher, "train_time", float("nan"))))
 
 

@@ -1,9 +1,10 @@
-"""The MLP student (re-exported by `bkd_theory.students`; import it from there).
+"""The MLP student: a fully connected network, the fast specialisation of `ModuleStudent`.
 
 Per-sample gradients, the probability Jacobian and the Hessian come from `torch.func`
 (`functional_call`, `grad`, `vmap` over samples and over the chain axis of the flat parameters,
 unflattened inside). The SGD hot path (`batch_grad`, `sgd_step`) is a hand-written backward pass
-over the stacked chains, checked against the `torch.func` path and tests/oracles.py.
+over the stacked chains, checked against the `torch.func` path, against `ModuleStudent` on the same
+weights and against tests/oracles.py.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from torch.func import functional_call, grad, hessian, jacrev, vmap
 
 from synthetic import validation
 
-from .students import Student, as_dtype
+from ..config import Features, Gauge
+from .base import Student, as_dtype
+from .registry import register_student
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -37,11 +40,20 @@ DERIVATIVES = {
     "silu": lambda z, a: torch.sigmoid(z) * (1.0 + z * (1.0 - torch.sigmoid(z))),
 }
 
+def parse_widths(text: str, spec: str) -> tuple[int, ...]:
+    """"64x64" -> (64, 64); ValueError naming the student spec otherwise."""
+    parts = text.split("x")
+    if not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise ValueError(f"student: MLP widths must be positive integers like 'mlp:64x64', got {spec!r}")
+    return tuple(int(p) for p in parts)
+
+
+@register_student("mlp")
 class MLP(Student):
     """Fully connected softmax student with hidden `widths` and one `activation`.
 
     Flat layout: for each layer in order, W `[out, in]` row-major then b `[out]` (the order of
-    `task.network_optimum()`). Per-sample gradients, the probability Jacobian and the Hessian come
+    `task.network().layers`). Per-sample gradients, the probability Jacobian and the Hessian come
     from `torch.func` through `functional_call`; `batch_grad` is a hand-written backward pass.
     Random init: nn.Linear's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) from each chain's torch generator
     (`init_scale` is not used).
@@ -64,8 +76,34 @@ class MLP(Student):
         self.spec = "mlp:" + "x".join(map(str, self.widths)) + f":{self.activation}"
         self._psg = vmap(vmap(grad(self._loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))
 
+    spec_params = ("widths", "activation")
+
+    @classmethod
+    def from_spec(cls, args: list[str], task: "Task", *, gauge: Gauge, features: Features, dtype: Any) -> "MLP":
+        """"mlp" (2x128 relu), "mlp:WxW" or "mlp:WxW:ACT"; `gauge`/`features` are the linear student's."""
+        spec = ":".join(["mlp", *args])
+        if len(args) > 2:
+            raise ValueError(f"student must be 'mlp', 'mlp:WxW' or 'mlp:WxW:ACT', got {spec!r}")
+        if gauge != Gauge.PINNED or features != Features.LINEAR:
+            raise ValueError(f"gauge and features are options of the linear student; student {spec!r} takes neither")
+        widths = parse_widths(args[0], spec) if args and args[0] else (128, 128)
+        act = validation.one_of("student activation", (args[1] if len(args) == 2 else "relu").lower(), tuple(ACTIVATIONS))
+        return cls(task, widths=widths, activation=act, dtype=dtype)
+
+    def gauge_basis(self) -> np.ndarray:
+        """The output layer's softmax gauge: one vector added to every class's weights and bias."""
+        K, hidden = self.num_classes, self.shapes[-2][1][1]
+        N = np.zeros((self.num_params, hidden + 1))
+        tail = self.num_params - K * (hidden + 1)
+        u = np.ones(K) / np.sqrt(K)
+        for f in range(hidden):
+            N[tail + np.arange(K) * hidden + f, f] = u
+        N[tail + K * hidden + np.arange(K), hidden] = u
+        return N
+
     def identifiable(self, delta: torch.Tensor) -> torch.Tensor:
-        """Centre the output layer's weight rows and biases over the K classes (its gauge)."""
+        """Centre the output layer's weight rows and biases over the K classes: the projection off
+        `gauge_basis`, computed without a matrix product."""
         K = self.num_classes
         hidden = self.shapes[-2][1][1]  # last weight is [K, hidden], last bias [K]
         tail = K * (hidden + 1)
@@ -184,19 +222,18 @@ class MLP(Student):
         return hessian(self._batch_loss)(self._t(theta), self._t(x), self._t(t))
 
     def optimum(self, task: "Task") -> torch.Tensor:
-        if not hasattr(task, "network_optimum"):
-            raise ValueError(f"student {self.spec!r} is not realizable for task {getattr(task, 'name', task)!r} (no network optimum)")
-        if tuple(getattr(task, "widths", ())) != self.widths or str(getattr(task, "activation", "")).lower() != self.activation:
-            raise ValueError(
-                f"student {self.spec!r} is not realizable for task {task.name!r}: the task's network has "
-                f"widths={tuple(task.widths)} and activation={task.activation!r}"
-            )
-        parts = []
-        for W, b in task.network_optimum():
-            parts += [np.asarray(W, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)]
-        flat = np.concatenate(parts)
+        """theta* from the task's declared `network()`, when its architecture is this student's."""
+        try:
+            net = task.network()
+        except ValueError as err:
+            raise ValueError(f"student {self.spec!r} is not realizable for task {task.name!r}: {err}") from None
+        if net.widths != self.widths or net.activation.lower() != self.activation:
+            raise ValueError(f"student {self.spec!r} is not realizable for task {task.name!r}: the task's network has "
+                             f"widths={net.widths} and activation={net.activation!r}")
+        flat = np.concatenate([np.concatenate([np.asarray(W, np.float64).reshape(-1), np.asarray(b, np.float64).reshape(-1)])
+                               for W, b in net.layers])
         if flat.size != self.num_params:
-            raise ValueError(f"task.network_optimum has {flat.size} parameters, expected {self.num_params}")
+            raise ValueError(f"task.network() has {flat.size} parameters, expected {self.num_params}")
         return torch.from_numpy(flat).to(self.dtype)
 
     def _random(self, streams: "Streams", scale: float) -> torch.Tensor:

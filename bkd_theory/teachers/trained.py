@@ -1,49 +1,42 @@
-"""Trained teachers (DESIGN 2.2, section 4): fixed functions p~(x) fitted on a finite labelled sample.
+"""Trained teachers (DESIGN 2.2, 2.10): fixed functions p~(x) fitted on a finite labelled sample.
 
-Kinds: a deterministic ReLU MLP trained by Adam on the cross-entropy (E1) with one-hot labels (it
-may overfit, as real teachers do), a deep ensemble of M members (mean of probabilities), MC
-dropout with S passes, and a last-layer Laplace approximation (GGN posterior, prior precision by
-marginal likelihood, probit or MC predictive). The torch numerics live in `bkd_theory.laplace`.
-Measurement against the TRUE BCP p of a synthetic task (`teacher_report`, `paired_difference`,
-`pointwise_metrics`, `ece_against_truth`, `TeacherReport`) lives in `bkd_theory.teacher_quality`
-and is re-exported here.
+Kinds (each registered with `@register_kind`): a deterministic ReLU MLP trained by Adam on the
+cross-entropy (E1) with one-hot labels (it may overfit, as real teachers do), a deep ensemble of M
+members (mean of probabilities), MC dropout with S passes, and a last-layer Laplace approximation
+(GGN posterior, prior precision by marginal likelihood, probit or MC predictive). The torch
+numerics live in `teachers.laplace`; the measurement against the true BCP in `teachers.quality`.
 
-Use as a target law. A trained teacher is deterministic and biased (tbar = p~ != p, Cov(t|x) = 0),
-but unlike `teachers.Teacher` its targets are a function of x, not of p, so its methods take x
-(flag `input_dependent = True`):
-- finite regime: precompute `p_tilde = teacher.targets(x_train)` once and pass it where the loop
-  would pass p to the `bcp` teacher (e.g. `targets.TargetSource(parse_teacher("bcp"), p_tilde, y, ...)`);
-- online regime: `t = teacher.targets(x)` on every fresh batch;
-- theory (E4): sigma_T^2 = E_x ||G (p~ - p)||^2 (the bias term only; Cov = 0).
+A trained teacher is a `FunctionTeacher`: deterministic and biased (tbar = p~ != p,
+Cov(t | x) = 0), usable wherever a teacher is (`sgd.run`, `theory.predict`, `Mixture`).
 """
 from __future__ import annotations
 
 import abc
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from synthetic import validation
+from synthetic.registry import Registry
 
+from .. import rng as rng_mod
+from ..config import Config, StrEnum
+from ..threads import single_thread
 from . import laplace
-from . import rng as rng_mod
-from .config import Config, StrEnum
-from .threads import single_thread
-from .teacher_quality import TeacherReport, ece_against_truth, paired_difference, pointwise_metrics, teacher_report
+from .function import FunctionTeacher
 
 __all__ = [
-    "FunctionTeacher", "LaplaceTeacher", "NetworkTeacher", "TRAIN_ARGS", "TeacherConfig", "TeacherKind",
-    "TeacherReport", "TrainedTeacher", "ece_against_truth", "fit_deterministic", "fit_ensemble", "fit_laplace",
-    "fit_mc_dropout", "fit_teacher", "laplace_from_network", "paired_difference", "pointwise_metrics",
-    "teacher_report",
+    "KINDS", "LaplaceTeacher", "NetworkTeacher", "TRAIN_ARGS", "TeacherConfig", "TeacherKind", "TrainedTeacher",
+    "fit_deterministic", "fit_ensemble", "fit_laplace", "fit_mc_dropout", "fit_teacher", "laplace_from_network",
+    "register_kind",
 ]
 
-# `rng.generator` key namespaces: training member m (31, m); Laplace last-layer weight draws (33,)
-# (32 is `teacher_quality`'s evaluation sample).
-_TRAIN_KEY, _SAMPLE_KEY = 31, 33
+#: the trained-teacher kinds: name -> fitting function `fit(x, y, **kwargs) -> TrainedTeacher`
+KINDS: Registry = Registry("trained-teacher kind")
+register_kind = KINDS
 TRAIN_ARGS = ("num_classes", "widths", "epochs", "lr", "weight_decay", "batch_size", "seed", "standardize")
 
 
@@ -108,23 +101,18 @@ class TeacherConfig(Config):
 # Teachers
 
 
-class TrainedTeacher(abc.ABC):
-    """A fixed target function p~(x), usable as a deterministic, biased target law.
+class TrainedTeacher(FunctionTeacher):
+    """A fitted network p~(x) as a teacher: a `FunctionTeacher` (deterministic, biased).
 
     Attributes:
-        name: short label, e.g. "ensemble:5" (also `spec`). num_classes: K. dim: d.
-        unbiased: False (tbar = p~ != p in general). stochastic: False (Cov(t | x) = 0).
-        config: the `TeacherConfig` it was fitted with (None for reference teachers).
-        train_time: wall-clock fitting time in seconds (nan for reference teachers).
+        spec: short label, e.g. "ensemble:5". num_classes: K. dim: d.
+        config: the `TeacherConfig` it was fitted with.
+        train_time: wall-clock fitting time in seconds.
     """
-
-    unbiased = False
-    stochastic = False
-    input_dependent = True  # methods take x, not the true BCP p (module docstring)
 
     def __init__(self, name: str, num_classes: int, dim: int, config: TeacherConfig | None = None,
                  train_time: float = float("nan")) -> None:
-        self.name = self.spec = name
+        super().__init__(name=name)
         self.num_classes, self.dim, self.config, self.train_time = num_classes, dim, config, train_time
 
     @abc.abstractmethod
@@ -137,37 +125,8 @@ class TrainedTeacher(abc.ABC):
         with single_thread():
             return self._log_proba(x)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Return p~(x) `[N, K]` float64; rows on the simplex."""
-        return np.exp(self.log_proba(x))
-
-    def targets(self, x: np.ndarray) -> np.ndarray:
-        """The targets t = p~(x) `[N, K]` (= `predict_proba`, = `mean`, = `sample`)."""
-        return self.predict_proba(x)
-
-    mean = targets
-
-    def sample(self, x: np.ndarray, y: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
-        """Return t = p~(x) `[N, K]`; y and rng are accepted for symmetry with `Teacher` and ignored."""
-        return self.predict_proba(x)
-
-    def cov(self, x: np.ndarray) -> np.ndarray:
-        """Cov(t | x) = 0 `[N, K, K]`."""
-        return np.zeros((np.shape(x)[0], self.num_classes, self.num_classes))
-
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r})"
-
-
-class FunctionTeacher(TrainedTeacher):
-    """A reference teacher from a log-probability function, e.g. the exact BCP `task.log_bcp`."""
-
-    def __init__(self, log_proba: Callable[[np.ndarray], np.ndarray], name: str, num_classes: int, dim: int) -> None:
-        super().__init__(name, num_classes, dim)
-        self._fn = log_proba
-
-    def _log_proba(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._fn(x), dtype=np.float64)
+        return f"{type(self).__name__}({self.spec!r})"
 
 
 class NetworkTeacher(TrainedTeacher):
@@ -195,7 +154,7 @@ class LaplaceTeacher(TrainedTeacher):
         super().__init__(f"laplace:{config.predictive}", net.num_classes, net.dim, config, train_time)
         self.net, self.posterior, self.weight_samples = net, posterior, None
         if config.predictive == "mc":  # fixed draws, so p~ stays a fixed function of x
-            seed = int(rng_mod.generator(config.seed, _SAMPLE_KEY).integers(2**62))
+            seed = int(rng_mod.stream(config.seed, "teacher.laplace_draws").integers(2**62))
             self.weight_samples = posterior.sample(config.mc_samples, torch.Generator().manual_seed(seed))
 
     @property
@@ -240,7 +199,7 @@ def _fit(x: np.ndarray, y: np.ndarray, num_classes: int | None, cfg: TeacherConf
     with single_thread():
         t0 = time.perf_counter()
         model = laplace.fit_stacked_mlp(
-            x, y, K, standardize=cfg.standardize, gens=[rng_mod.generator(cfg.seed, _TRAIN_KEY, m) for m in
+            x, y, K, standardize=cfg.standardize, gens=[rng_mod.stream(cfg.seed, "teacher.fit", m) for m in
                                                         range(cfg.members)],
             passes=cfg.passes if cfg.kind is TeacherKind.MC_DROPOUT else None, widths=cfg.widths,
             epochs=cfg.epochs, lr=cfg.lr, weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, p_drop=cfg.p_drop)
@@ -254,6 +213,7 @@ def _fit(x: np.ndarray, y: np.ndarray, num_classes: int | None, cfg: TeacherConf
                                 predictive=cfg.predictive, mc_samples=cfg.mc_samples)
 
 
+@register_kind("deterministic")
 def fit_deterministic(x: np.ndarray, y: np.ndarray, *, num_classes: int | None = None,
                       widths: tuple[int, ...] = (128, 128), epochs: int = 100, lr: float = 1e-3,
                       weight_decay: float = 0.0, batch_size: int = 64, seed: int = 0,
@@ -270,6 +230,7 @@ def fit_deterministic(x: np.ndarray, y: np.ndarray, *, num_classes: int | None =
         batch_size=batch_size, seed=seed, standardize=standardize)))
 
 
+@register_kind("ensemble")
 def fit_ensemble(x: np.ndarray, y: np.ndarray, *, members: int = 5, **train: Any) -> NetworkTeacher:
     """Deep ensemble: `members` MLPs (own init and batch order); p~ = mean of their softmaxes.
 
@@ -278,12 +239,14 @@ def fit_ensemble(x: np.ndarray, y: np.ndarray, *, members: int = 5, **train: Any
     return _fit(x, y, *_config("ensemble", train, members=members))
 
 
+@register_kind("mc_dropout")
 def fit_mc_dropout(x: np.ndarray, y: np.ndarray, *, p_drop: float = 0.1, passes: int = 32,
                    **train: Any) -> NetworkTeacher:
     """MC dropout: dropout `p_drop` after each hidden layer in training; p~ = mean over `passes` masks."""
     return _fit(x, y, *_config("mc_dropout", train, p_drop=p_drop, passes=passes))
 
 
+@register_kind("laplace")
 def fit_laplace(x: np.ndarray, y: np.ndarray, *, prior_precision: float | None = None,
                 prior_bounds: tuple[float, float] = (1e-4, 1e4), predictive: str = "probit",
                 mc_samples: int = 100, **train: Any) -> LaplaceTeacher:
@@ -318,10 +281,6 @@ def laplace_from_network(net: NetworkTeacher, x: np.ndarray, y: np.ndarray, *,
         return LaplaceTeacher(net, post, cfg, net.train_time + time.perf_counter() - t0)
 
 
-_FITTERS = {TeacherKind.DETERMINISTIC: fit_deterministic, TeacherKind.ENSEMBLE: fit_ensemble,
-            TeacherKind.MC_DROPOUT: fit_mc_dropout, TeacherKind.LAPLACE: fit_laplace}
-
-
 def fit_teacher(kind: str, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> TrainedTeacher:
     """Fit a teacher of `kind` ("deterministic", "ensemble", "mc_dropout", "laplace").
 
@@ -330,4 +289,4 @@ def fit_teacher(kind: str, x: np.ndarray, y: np.ndarray, **kwargs: Any) -> Train
     kind = TeacherKind.coerce(kind, "kind")
     if kind is TeacherKind.DETERMINISTIC:
         _config(kind.value, kwargs)  # unknown keywords: ValueError rather than TypeError
-    return _FITTERS[kind](x, y, **kwargs)
+    return KINDS.get(kind.value).obj(x, y, **kwargs)

@@ -1,0 +1,18 @@
+"""The engine (DESIGN 4): run configurations, the one name -> objects seam, the data feed, the
+optimizers as update rules, and the vectorised loop.
+
+- `RunConfig`, `parse_schedule`, `SCHEDULES` (`config`);
+- `build` / `Setup` (`build`): the ONE place names become objects (run, CLI, sweeps, claims);
+- `Feed`, `PAGE_SAMPLES` (`feed`); `OPTIMIZERS`, `UpdateRule` (`optim`);
+- `run`, `Loop` (`loop`).
+"""
+from __future__ import annotations
+
+from .config import SCHEDULES, RunConfig, parse_schedule
+from .optim import OPTIMIZERS, SGD, UpdateRule, build_optimizer, register_optimizer
+from .build import Setup, build, student_options
+from .feed import PAGE_SAMPLES, Feed
+from .loop import Loop, run
+
+__all__ = ["Feed", "Loop", "OPTIMIZERS", "PAGE_SAMPLES", "RunConfig", "SCHEDULES", "SGD", "Setup", "UpdateRule",
+           "build", "build_optimizer", "parse_schedule", "register_optimizer", "run", "student_options"]

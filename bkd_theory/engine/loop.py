@@ -1,0 +1,170 @@
+"""The vectorised SGD loop over R independent chains (DESIGN 2.7, 4; STYLE 1, 2).
+
+Update of chain r at step k: the optimizer's rule (`engine.optim`) on the minibatch gradient
+
+    g_k = (1/b) sum_i grad l(theta_k; x_i, t_i)      (E1, minibatch mean; `bkd_theory.losses`)
+
+with step size gamma_k = gamma c(k) from the schedule. Randomness of chain r comes only from
+`rng.chain_streams(seed, first_chain + r)` (training set and online inputs, teacher noise,
+minibatch indices, initial parameters) and, inside instruments, from streams keyed by
+(instrument, chain). So chain r follows the same trajectory and records the same numbers alone as
+inside a batch of chains.
+
+A chain whose parameters become non-finite is frozen at its last finite value and marked
+inactive; its step is recorded and the other chains continue. At a recorded step the loop computes
+the needs that the due instruments declare, once, calls them with a frozen `StepContext` and
+stores what they return; it never looks at what they compute.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from synthetic import validation
+
+from ..config import Init
+from ..instruments import EvalSet, Instrument, StepContext, StreamBank, check_needs, default_instruments
+from ..instruments.context import ATTRIBUTES
+from ..records import Run, versions
+from ..rng import chain_streams, run_streams
+from .build import Setup, build
+from .config import RunConfig, parse_schedule
+from .feed import Feed
+
+__all__ = ["Loop", "run"]
+
+
+def _instruments(config: RunConfig, instruments: Sequence[Instrument] | None) -> list[Instrument]:
+    chosen = list(default_instruments(config.eval_every, config.steps) if instruments is None else instruments)
+    for ins in chosen:
+        if not isinstance(ins, Instrument):
+            raise ValueError(f"instruments must follow the Instrument protocol (name, needs, schedule, observe), got {ins!r}")
+        check_needs(frozenset(ins.needs), ins.name)
+    return chosen
+
+
+class Loop:
+    """One run of R chains: set up from a `Setup`, then `execute()` returns the `Run` record."""
+
+    def __init__(self, setup: Setup, instruments: Sequence[Instrument] | None = None) -> None:
+        cfg, task, student = setup.config, setup.task, setup.student
+        self.setup, self.cfg, self.t0 = setup, cfg, time.perf_counter()
+        self.instruments = _instruments(cfg, instruments)
+        self.chains = np.arange(cfg.first_chain, cfg.first_chain + cfg.chains)
+        self.streams = [chain_streams(cfg.seed, int(c)) for c in self.chains]
+        self.eval_set = EvalSet.from_task(task, cfg.eval_n, run_streams(cfg.seed).data, student.dtype)
+        try:
+            self.theta_star: torch.Tensor | None = student.optimum(task)
+        except ValueError:
+            self.theta_star = None
+        if self.theta_star is None and cfg.init in (Init.OPTIMUM, Init.PERTURBED):
+            raise ValueError(f"init={cfg.init.value!r} needs a realizable student; {student.spec!r} has no theta* "
+                             f"on task {cfg.task!r}")
+        self.theta = student.init_params(cfg.init, cfg.chains, task, self.streams, cfg.init_scale)
+        self.spare = torch.empty_like(self.theta)
+        self.feed = Feed(cfg, task, setup.teacher, self.streams, student.dtype)
+        self.factor = parse_schedule(cfg.schedule)
+        setup.optimizer.start(self.theta)
+        self.active = torch.ones(cfg.chains, dtype=torch.bool)
+        self.diverged = torch.full((cfg.chains,), -1, dtype=torch.int64)
+        self.bank = StreamBank(cfg.seed, self.chains)
+        self.records: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+
+    def observe(self, step: int) -> None:
+        """Call the instruments due at `step` and store their values `[R]` per quantity."""
+        due = [ins for ins in self.instruments if ins.schedule(step)]
+        if not due:
+            return
+        s = self.setup
+        ctx = StepContext(step=step, gamma=self.cfg.gamma * self.factor(max(step - 1, 0)), theta=self.theta.clone(),
+                          theta_star=self.theta_star, student=s.student, task=s.task, teacher=s.teacher,
+                          batch_size=self.cfg.batch, eval_set=self.eval_set, active=self.active.clone(), streams=self.bank)
+        for name in sorted(set().union(*(frozenset(ins.needs) for ins in due)) - ATTRIBUTES):
+            ctx.need(name)  # each shared need once per step, in a fixed order
+        R = self.cfg.chains
+        for ins in due:
+            for quantity, values in ins.observe(ctx).items():
+                steps_q, vals_q = self.records.setdefault(quantity, ([], []))
+                steps_q.append(step)
+                vals_q.append(torch.as_tensor(values).detach().to(torch.float64).reshape(R).numpy().copy())
+
+    def advance(self, k: int, x: torch.Tensor, t: torch.Tensor, any_inactive: bool) -> bool:
+        """One update (step k -> k + 1) of every chain; returns whether any chain is now inactive."""
+        new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, self.cfg.gamma * self.factor(k), self.spare)
+        finite = torch.isfinite(new.sum(dim=1))  # one pass: a NaN or inf entry makes the sum non-finite
+        if any_inactive or not bool(finite.all()):
+            self.diverged[self.active & ~finite] = k + 1
+            self.active = self.active & finite
+            any_inactive = True
+            new.copy_(torch.where(self.active[:, None], new, self.theta))  # stopped chains keep their last finite theta
+            self.setup.optimizer.freeze(~self.active)
+        self.theta, self.spare = new, self.theta  # double buffer: no allocation per step
+        return any_inactive
+
+    def execute(self, progress: bool = False, prefetch: bool = True) -> Run:
+        """Run every step, observing on the instruments' schedules; return the record."""
+        cfg, k, any_inactive = self.cfg, 0, False
+        desc = f"bkd run {cfg.task}/{self.setup.student.spec}/{self.setup.teacher.spec}"
+        with tqdm(total=cfg.steps, disable=not progress, desc=desc, unit="step") as bar, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="bkd-feed") as pool:
+            self.observe(0)
+            # the next page is drawn in the background while this one trains; only that thread touches
+            # the chain streams, in the same order as without it, so results do not depend on `prefetch`
+            pending = pool.submit(self.feed.next_page) if prefetch else None
+            while k < cfg.steps:
+                xs, ts = pending.result() if prefetch else self.feed.next_page()
+                todo = min(len(xs), cfg.steps - k)
+                if prefetch and k + todo < cfg.steps:
+                    pending = pool.submit(self.feed.next_page)
+                for i in range(todo):
+                    any_inactive = self.advance(k, xs[i], ts[i], any_inactive)
+                    k += 1
+                    self.observe(k)
+                bar.update(todo)
+        return self.record()
+
+    def record(self) -> Run:
+        """The `Run` record of what has been done."""
+        return Run(config=self.cfg.to_dict(), seed=self.cfg.seed, versions=versions(),
+                   wall_time=time.perf_counter() - self.t0, diverged_step=self.diverged.numpy().copy(),
+                   theta_final=self.theta.detach().to(torch.float64).numpy().copy(), chains=self.chains.copy(),
+                   records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()})
+
+
+def run(config: RunConfig | Any | None = None, student: Any | None = None, teacher: Any | None = None, *,
+        instruments: Sequence[Instrument] | None = None, progress: bool = False, prefetch: bool = True,
+        threads: int | None = 1, **overrides: Any) -> Run:
+    """Run R independent SGD chains and record the instruments (DESIGN 2.7, 2.9).
+
+    Call as `run(RunConfig(...))`, `run(gamma=0.05, teacher="onehot", ...)` (fields of `RunConfig`),
+    or with objects `run(task, student, teacher, gamma=..., steps=...)` (DESIGN 5); `engine.build`
+    resolves them.
+
+    Args:
+        config: a `RunConfig`, None (defaults + `overrides`), or a Task object.
+        student: a `Student` or a spec string. teacher: a `Teacher` or a spec string; `lam < 1`
+            trains on `Mixture(lam, teacher)` (the KD objective).
+        instruments: what to measure (default `instruments.default_instruments`).
+        progress: show a tqdm progress bar.
+        prefetch: draw the next page of inputs and targets in a background thread (same results).
+        threads: torch intra-op threads while the loop runs (restored afterwards); None leaves the
+            setting alone. The default 1 is fastest here: per-step tensors are small.
+        **overrides: `RunConfig` fields.
+
+    Returns:
+        The `Run` record: config, versions, wall time, diverged steps `[R]`, final theta `[R, P]`,
+        and every instrument's values per recorded step and chain.
+    """
+    setup = build(config, student, teacher, **overrides)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(validation.positive_int("threads", threads))
+    try:
+        return Loop(setup, instruments).execute(progress, prefetch)
+    finally:
+        torch.set_num_threads(previous)

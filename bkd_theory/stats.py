@@ -1,0 +1,221 @@
+"""The toolkit's statistics, each written once (DESIGN 2.9): mean and SE, batch means, windows,
+slopes, crossings, the combined-SE z-score and the tolerance `Z`.
+
+Conventions: an SE is a standard error of a mean (std with ddof = 1 over sqrt(n)); chains are the
+independent samples of a run, never the correlated steps of one chain; two independent errors
+combine in quadrature (`combined_se`). Non-finite entries (diverged chains) are left out and
+counted.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+
+from synthetic import validation
+from synthetic.base import Estimate
+
+#: the one tolerance of the toolkit: an equality holds when |a - b| <= Z combined SE
+Z = 4.0
+
+
+def mean_se(values: np.ndarray | Sequence[float], axis: int = -1) -> tuple[Any, Any, Any]:
+    """Return (mean, SE, n) over `axis`, ignoring non-finite entries.
+
+    SE = std(ddof=1) / sqrt(n); NaN where fewer than 2 finite entries remain (mean NaN where none).
+    Python scalars for 1-d input.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        f = v[np.isfinite(v)]
+        n = len(f)
+        return (float(f.mean()) if n else math.nan, float(f.std(ddof=1) / np.sqrt(n)) if n > 1 else math.nan, n)
+    w = np.where(np.isfinite(v), v, np.nan)
+    n = np.sum(np.isfinite(w), axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN is the answer
+        mean = np.nanmean(w, axis=axis)
+        se = np.nanstd(w, axis=axis, ddof=1) / np.sqrt(n)
+    return mean, np.where(n > 1, se, np.nan), n
+
+
+def estimate(values: np.ndarray | Sequence[float], method: str) -> Estimate:
+    """The mean of i.i.d. `values` with its SE, as an `Estimate` (non-finite entries left out)."""
+    m, se, _ = mean_se(np.asarray(values, dtype=np.float64).reshape(-1))
+    return Estimate(m, se, method)
+
+
+def combined_se(*ses: float) -> float:
+    """sqrt(sum se_i^2): the SE of a sum or difference of independent estimates."""
+    return float(math.sqrt(sum(float(s) ** 2 for s in ses)))
+
+
+def z_score(measured: float, measured_se: float, predicted: float, predicted_se: float = 0.0) -> float:
+    """(measured - predicted) / sqrt(se_m^2 + se_p^2); +-inf when both SEs are 0 and the values differ."""
+    se = combined_se(measured_se, predicted_se)
+    dev = float(measured) - float(predicted)
+    if se > 0:
+        return dev / se
+    return 0.0 if dev == 0 else math.copysign(math.inf, dev)
+
+
+def ratio_se(a: float, a_se: float, b: float, b_se: float) -> float:
+    """Delta-method SE of a / b for independent a and b."""
+    r = a / b
+    return abs(r) * math.hypot(a_se / a if a else 0.0, b_se / b)
+
+
+def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
+    """Means of `batches` consecutive, equally long blocks along axis 0 of `values` `[T, ...]`.
+
+    The first T mod batches points are dropped so that every block has the same length.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    batches = validation.positive_int("batches", batches)
+    if v.shape[0] < batches:
+        raise ValueError(f"values must have at least batches={batches} points along axis 0, got {v.shape[0]}")
+    size = v.shape[0] // batches
+    v = v[v.shape[0] - size * batches:]
+    return v.reshape(batches, size, *v.shape[1:]).mean(axis=1)
+
+
+def trailing_window(steps: np.ndarray, window: int | float | None) -> np.ndarray:
+    """A boolean mask over the ascending recorded `steps` selecting the trailing window.
+
+    Args:
+        steps: recorded steps, ascending `[T]`.
+        window: None -> the last half of the run (steps >= last_step / 2, DESIGN 2.9); an int ->
+            the last `window` recorded points; a float in (0, 1] -> that fraction of the run
+            (steps >= (1 - window) * last_step).
+    """
+    steps = np.asarray(steps)
+    if window is None:
+        window = 0.5
+    if isinstance(window, (int, np.integer)) and not isinstance(window, bool):
+        validation.positive_int("window", window)
+        mask = np.zeros(len(steps), dtype=bool)
+        mask[-int(window):] = True
+        return mask
+    frac = validation.in_interval("window", window, 0.0, 1.0)
+    if frac == 0.0:
+        raise ValueError(f"window must be in (0, 1] as a fraction or an integer >= 1, got {window!r}")
+    return steps >= (1.0 - frac) * steps[-1]
+
+
+def window_std(values: np.ndarray, *, detrend: bool = False) -> np.ndarray:
+    """The std over time of each column of `values` `[T, R]` -> `[R]`.
+
+    Raw: the sample std (ddof = 1). Detrended: the residual std after subtracting each column's
+    least-squares line over the window (ddof = 2), so a pure linear trend has noise 0. Columns with
+    a non-finite value give NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2:
+        raise ValueError(f"values must have shape [T, R], got {v.shape}")
+    t_len, ddof = v.shape[0], 2 if detrend else 1
+    if t_len <= ddof:
+        raise ValueError(f"values must have more than {ddof} time points for this std, got T={t_len}")
+    if detrend:
+        s = np.arange(t_len, dtype=np.float64)
+        design = np.stack([np.ones_like(s), s - s.mean()], axis=1)
+        coef, *_ = np.linalg.lstsq(design, np.where(np.isfinite(v), v, 0.0), rcond=None)
+        resid = v - design @ coef
+    else:
+        resid = v - v.mean(axis=0, keepdims=True)
+    out = np.sqrt((resid**2).sum(axis=0) / (t_len - ddof))
+    return np.where(np.all(np.isfinite(v), axis=0), out, np.nan)
+
+
+def loglog_slope(x: Sequence[float], y: Sequence[float], se: Sequence[float]) -> tuple[float, float]:
+    """Weighted least-squares slope of log y on log x (weights (y / se)^2) and its SE.
+
+    The SE comes from the measurement SEs (valid when the points are independent). NaN with fewer
+    than 2 usable points.
+    """
+    x, y, se = (np.asarray(v, float) for v in (x, y, se))
+    keep = (x > 0) & (y > 0) & np.isfinite(se) & (se > 0)
+    if keep.sum() < 2:
+        return math.nan, math.nan
+    X = np.stack([np.ones(keep.sum()), np.log(x[keep])], axis=1)
+    w = (y[keep] / se[keep]) ** 2
+    cov = np.linalg.inv(X.T @ (w[:, None] * X))
+    beta = cov @ X.T @ (w * np.log(y[keep]))
+    return float(beta[1]), float(math.sqrt(cov[1, 1]))
+
+
+def crossing(x: Sequence[float], y: Sequence[float], y_se: Sequence[float], level: float) -> tuple[float, float]:
+    """The first x where y rises through `level`, interpolated linearly in log x, with its
+    delta-method SE from the two bracketing points' SEs; (nan, nan) when y never crosses."""
+    x, y, s = (np.asarray(v, float) for v in (x, y, y_se))
+    for i in range(1, len(x)):
+        if y[i - 1] < level <= y[i]:
+            d = y[i] - y[i - 1]
+            t = (level - y[i - 1]) / d
+            span = math.log(x[i] / x[i - 1])
+            lx = math.log(x[i - 1]) + t * span
+            dt = math.hypot((level - y[i]) / d**2 * s[i - 1], (level - y[i - 1]) / d**2 * s[i])
+            return math.exp(lx), math.exp(lx) * abs(span) * dt
+    return math.nan, math.nan
+
+
+class WindowStats(NamedTuple):
+    """Stationary-window statistics of one quantity (DESIGN 2.9).
+
+    Attributes:
+        mean: mean over chains of each chain's time average over the window.
+        se: standard error of `mean` across chains (std with ddof=1 / sqrt(chains)).
+        stationary: False when the second-half minus first-half drift is significant (see below).
+        drift: mean over chains of (second-half mean - first-half mean).
+        drift_se: its SE across chains.
+        chains: number of chains used (chains with a non-finite value in the window are dropped).
+    """
+
+    mean: float
+    se: float
+    stationary: bool
+    drift: float
+    drift_se: float
+    chains: int
+
+
+def stationary_window_stats(values: np.ndarray, *, z: float = Z, rtol: float = 0.0) -> WindowStats:
+    """Mean, SE across chains and a stationarity check for a window of values `[T, R]` (DESIGN 2.9).
+
+    Each chain's time average over the window is one sample; the SE is across chains, never across
+    correlated steps of one chain. Stationarity compares each chain's first-half and second-half
+    time averages: the window is declared stationary when |drift| <= z * drift_se (a two-sided test
+    at z standard errors; z = 4 matches the toolkit's tolerance convention), or when
+    |drift| <= rtol * |mean| (a drift negligible in relative terms). Needs T >= 2 and R >= 2.
+
+    Args:
+        values: `[T, R]` (time, chain); a 1-d array is one chain.
+        z: number of SEs the drift may reach.
+        rtol: relative drift always accepted (0 disables).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    if v.ndim != 2:
+        raise ValueError(f"values must have shape [T, R], got {v.shape}")
+    validation.positive("z", z)
+    validation.nonnegative("rtol", rtol)
+    v = v[:, np.all(np.isfinite(v), axis=0)]
+    t_len, chains = v.shape
+    if t_len < 2:
+        raise ValueError(f"values must have at least 2 time points, got T={t_len}")
+    if chains == 0:
+        return WindowStats(math.nan, math.nan, False, math.nan, math.nan, 0)
+    avg = v.mean(axis=0)
+    half = t_len // 2
+    diff = v[t_len - half :].mean(axis=0) - v[:half].mean(axis=0)
+    mean, drift = float(avg.mean()), float(diff.mean())
+    if chains < 2:
+        return WindowStats(mean, math.nan, False, drift, math.nan, chains)
+    se = float(avg.std(ddof=1) / math.sqrt(chains))
+    drift_se = float(diff.std(ddof=1) / math.sqrt(chains))
+    stationary = abs(drift) <= z * drift_se or abs(drift) <= rtol * abs(mean)
+    return WindowStats(mean, se, bool(stationary), drift, drift_se, chains)
