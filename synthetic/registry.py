@@ -14,6 +14,7 @@ This module sits at the bottom of the dependency chain (numpy-free), like `valid
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -89,6 +90,20 @@ class Registry(Generic[T]):
             raise ValueError(f"unknown {self.kind} {name!r}; known: {', '.join(self._entries)} "
                              f"(or package.module:Name for your own)")
         return self._entries[key]
+
+
+def is_object_path(head: str, registry: "Registry | None" = None) -> bool:
+    """Whether the first ':'-part of a spec names a module (`package.module:Name`) rather than a
+    registered variant: it contains a dot, or it is not registered and a module of that name exists."""
+    head = str(head).strip()
+    if "." in head:
+        return True
+    if not head.isidentifier() or (registry is not None and head in registry):
+        return False
+    try:
+        return importlib.util.find_spec(head) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def load_object(path: str, what: str) -> Any:

@@ -39,6 +39,29 @@ for _teacher in ("onehot", "additive:0.01", "mc:4:dirichlet:5"):  # a non-linear
                       teacher=_teacher))
 
 
+# ---- every registered law needs examples (tests/contracts/test_laws.py refuses a law without one)
+LAW_EXAMPLES: dict[str, list[str]] = {
+    "onehot": ["onehot"],
+    "bcp": ["bcp"],
+    "dirichlet": ["dirichlet:0.5", "dirichlet:5"],
+    "additive": ["additive:0.01"],
+    "tangent": ["tangent:0.01"],
+    "clipped": ["clipped:0.01", "clipped:0.1"],
+    "temperature": ["temperature:2", "temperature:0.5"],
+    "smoothing": ["smoothing:0.1"],
+    "mixture": ["mixture:0.5:bcp", "mixture:0.3:onehot", "mixture:0.5:smoothing:0.2", "mixture:0.5:dirichlet:2",
+                "mixture:0.3:mc:4:dirichlet:0.5", "mixture:1:bcp"],
+    "mc": ["mc:4:dirichlet:5", "mc:3:onehot", "mc:2:mixture:0.5:onehot", "mc:2:clipped:0.05", "mc:3:bcp"],
+}
+
+# ---- every registered student needs examples: (spec, task, gauge, features)
+STUDENT_EXAMPLES: dict[str, list[tuple[str, str, str, str]]] = {
+    "linear": [("linear", "triangle", "pinned", "linear"), ("linear", "triangle", "full", "linear"),
+               ("linear", "hetero", "full", "quadratic")],
+    "mlp": [("mlp:6x5:tanh", "teacher-net", "pinned", "linear"), ("mlp:4:relu", "triangle", "pinned", "linear")],
+}
+
+
 def cases_with(prefix: str) -> list[Case]:
     """Cases whose id starts with `prefix`."""
     return [c for c in CASES if c.id.startswith(prefix)]

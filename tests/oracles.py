@@ -1,50 +1,28 @@
-"""Slow, obvious references for the students' fast paths (STYLE 3).
+"""Slow, obvious references for the students' fast paths (STYLE 3): ONE generic autograd oracle.
 
-Each oracle has the signature of the fast method it checks, with the student first:
-`oracle(student, theta, x, t)` vs `student.method(theta, x, t)`.
-
-- `*_func`: `torch.func.vmap(grad(...))` through the student's own `log_probs` (checks the closed
-  form E11 against automatic differentiation of the forward pass).
-- `*_loop`: a Python loop over chains and samples with `torch.autograd`, through an independent
-  forward pass written out here (numpy features from `synthetic`, explicit layers), one sample at a
-  time. No vectorisation, no closed forms.
+Each oracle has the signature of the method it checks, with the student first:
+`oracle(student, theta, x, t)` vs `student.method(theta, x, t)`. They work for every `Student`
+(registered or user-made): a Python loop over chains and samples of `torch.autograd` through the
+student's own forward pass `log_probs`, one chain and one sample at a time. No vectorisation, no
+closed forms, no hand-written backward. The forward passes themselves are checked against an
+independent one (`reference_module`: the same weights in a plain `nn.Module`).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
+from torch import nn
 from torch.func import grad, vmap
 
-import synthetic
-from bkd_theory.students import ACTIVATIONS, MLP, Linear, Student
+from bkd_theory.students import MLP, ACTIVATIONS, Linear, Student
 
 
-def _forward_one(student: Student, flat: torch.Tensor, x: np.ndarray) -> torch.Tensor:
-    """Logits `[K]` of one sample x `[d]` for one chain's parameters `[P]`, written out plainly."""
-    if isinstance(student, Linear):
-        xt = torch.as_tensor(synthetic.augmented(x[None], student.features.value)[0], dtype=flat.dtype)
-        W = flat.reshape(student.rows, -1)
-        if student.rows < student.num_classes:  # pinned gauge: class K has logit 0
-            W = torch.cat([W, torch.zeros(1, W.shape[1], dtype=flat.dtype)])
-        return W @ xt
-    if isinstance(student, MLP):
-        h = torch.as_tensor(x, dtype=flat.dtype)
-        dims = (student.dim, *student.widths, student.num_classes)
-        i = 0
-        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
-            W = flat[i : i + fan_in * fan_out].reshape(fan_out, fan_in)
-            i += fan_in * fan_out
-            b = flat[i : i + fan_out]
-            i += fan_out
-            h = W @ h + b
-            if layer < len(dims) - 2:
-                h = ACTIVATIONS[student.activation]()(h)
-        return h
-    raise TypeError(f"no oracle forward for {type(student).__name__}")
+def _log_probs_one(student: Student, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log q `[K]` of one sample x `[d]` for one chain's parameters `[P]` (the student's own forward)."""
+    return student.log_probs(flat[None], x[None, None])[0, 0]
 
 
-def _loss_one(student: Student, flat: torch.Tensor, x: np.ndarray, t: torch.Tensor) -> torch.Tensor:
-    return -(t * torch.log_softmax(_forward_one(student, flat, x), dim=-1)).sum()
+def _loss_one(student: Student, flat: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return -(t * _log_probs_one(student, flat, x)).sum()
 
 
 def per_sample_grads_loop(student: Student, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -54,8 +32,7 @@ def per_sample_grads_loop(student: Student, theta: torch.Tensor, x: torch.Tensor
     for r in range(R):
         for b in range(B):
             flat = theta[r].detach().clone().requires_grad_(True)
-            loss = _loss_one(student, flat, x[r, b].detach().numpy(), t[r, b])
-            (out[r, b],) = torch.autograd.grad(loss, flat)
+            (out[r, b],) = torch.autograd.grad(_loss_one(student, flat, x[r, b], t[r, b]), flat)
     return out
 
 
@@ -64,18 +41,14 @@ def batch_grad_loop(student: Student, theta: torch.Tensor, x: torch.Tensor, t: t
     out = []
     for r in range(x.shape[0]):
         flat = theta[r].detach().clone().requires_grad_(True)
-        loss = torch.stack([_loss_one(student, flat, x[r, b].numpy(), t[r, b]) for b in range(x.shape[1])]).mean()
+        loss = torch.stack([_loss_one(student, flat, x[r, b], t[r, b]) for b in range(x.shape[1])]).mean()
         out.append(torch.autograd.grad(loss, flat)[0])
     return torch.stack(out)
 
 
 def per_sample_grads_func(student: Student, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """`torch.func.vmap(grad)` of E1 through `student.log_probs`, over samples and chains `[R, B, P]`."""
-
-    def loss(flat: torch.Tensor, xi: torch.Tensor, ti: torch.Tensor) -> torch.Tensor:
-        return -(ti * student.log_probs(flat[None], xi[None, None])[0, 0]).sum()
-
-    return vmap(vmap(grad(loss), in_dims=(None, 0, 0)))(theta, x, t)
+    return vmap(vmap(grad(lambda f, xi, ti: _loss_one(student, f, xi, ti)), in_dims=(None, 0, 0)))(theta, x, t)
 
 
 def prob_jacobian_loop(student: Student, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -85,8 +58,7 @@ def prob_jacobian_loop(student: Student, theta: torch.Tensor, x: torch.Tensor) -
     for n in range(N):
         for k in range(K):
             flat = theta.detach().clone().requires_grad_(True)
-            q = torch.softmax(_forward_one(student, flat, x[n].numpy()), dim=-1)
-            (out[n, k],) = torch.autograd.grad(q[k], flat)
+            (out[n, k],) = torch.autograd.grad(_log_probs_one(student, flat, x[n]).exp()[k], flat)
     return out
 
 
@@ -94,6 +66,53 @@ def hessian_loop(student: Student, theta: torch.Tensor, x: torch.Tensor, t: torc
     """`torch.autograd.functional.hessian` of the mean loss, summed one sample at a time `[P, P]`."""
     H = torch.zeros(student.num_params, student.num_params, dtype=theta.dtype)
     for n in range(x.shape[0]):
-        f = lambda flat, n=n: _loss_one(student, flat, x[n].numpy(), t[n])  # noqa: E731
-        H += torch.autograd.functional.hessian(f, theta.detach().clone())
+        H += torch.autograd.functional.hessian(lambda f, n=n: _loss_one(student, f, x[n], t[n]), theta.detach().clone())
     return H / x.shape[0]
+
+
+class _Pinned(nn.Module):
+    """nn.Linear on the features with a fixed zero logit appended (the pinned gauge)."""
+
+    def __init__(self, linear: nn.Linear, features) -> None:
+        super().__init__()
+        self.linear, self.features = linear, features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.linear(self.features(x))
+        return torch.cat([z, z.new_zeros(*z.shape[:-1], 1)], dim=-1)
+
+
+class _Full(nn.Module):
+    def __init__(self, linear: nn.Linear, features) -> None:
+        super().__init__()
+        self.linear, self.features = linear, features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x))
+
+
+def reference_module(student: Student) -> tuple[nn.Module, callable]:
+    """An independent `nn.Module` with the student's architecture and a map of its flat parameters
+    into the module's parameter order (`named_parameters()`), for Linear and MLP students."""
+    if isinstance(student, MLP):
+        dims = (student.dim, *student.widths, student.num_classes)
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b, dtype=student.dtype))
+            if i < len(dims) - 2:
+                layers.append(ACTIVATIONS[student.activation]())
+        return nn.Sequential(*layers), lambda theta: theta  # same layout: W then b, layer by layer
+    if isinstance(student, Linear):
+        from bkd_theory.students import torch_features
+
+        F = student.num_features
+        lin = nn.Linear(F, student.rows, dtype=student.dtype)
+        feats = lambda x: torch_features(x, student.features)  # noqa: E731
+        module = _Pinned(lin, feats) if student.rows < student.num_classes else _Full(lin, feats)
+
+        def to_module(theta: torch.Tensor) -> torch.Tensor:  # W [K', F+1] row-major -> (weight [K', F], bias [K'])
+            W = theta.reshape(*theta.shape[:-1], student.rows, F + 1)
+            return torch.cat([W[..., :F].reshape(*theta.shape[:-1], -1), W[..., F]], dim=-1)
+
+        return module, to_module
+    raise TypeError(f"no reference module for {type(student).__name__}")

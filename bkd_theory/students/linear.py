@@ -114,9 +114,9 @@ class Linear(Student):
             # broadcast-and-sum rather than bmm: each chain's numbers are then computed the same way
             # whatever R is (the SGD loop's exact chain independence rests on this)
             z = (xt.unsqueeze(-2) * theta.reshape(R, 1, self.rows, -1)).sum(dim=-1)  # [R, B, K']
-        elif xt.stride(0) == 0:  # one input set for all chains: a single GEMM
-            z = (xt[0] @ theta.reshape(R * self.rows, -1).T).reshape(B, R, self.rows).transpose(0, 1)
         else:
+            # one GEMM per chain (also for inputs shared by all chains): a single [B, D] x [D, R K'] GEMM
+            # would be faster, but its last bits depend on R through the BLAS blocking
             z = torch.bmm(xt, theta.reshape(R, self.rows, -1).transpose(1, 2))
         if self.gauge == Gauge.PINNED:
             z = nn.functional.pad(z, (0, 1))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, hessian, jacrev, vmap
+from torch.func import functional_call, grad, jacrev, vmap
 
 from .base import Student, as_dtype
 
@@ -152,7 +152,10 @@ class ModuleStudent(Student):
         return self._jac(self._t(theta), self._t(x))
 
     def hessian(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return hessian(self._batch_loss)(self._t(theta), self._t(x), self._t(t))
+        """By `torch.autograd.functional.hessian`: `torch.func.hessian` (and jacrev of jacrev) gives wrong
+        second derivatives through `layer_norm` in torch 2.13 (pytorch/pytorch#196700; tested here)."""
+        x, t = self._t(x), self._t(t)
+        return torch.autograd.functional.hessian(lambda flat: self._batch_loss(flat, x, t), self._t(theta), vectorize=True)
 
     def gauge_basis(self) -> np.ndarray:
         return np.zeros((self.num_params, 0)) if self._gauge is None else self._gauge

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 from torch import nn
 
-from synthetic.registry import Registry, load_object
+from synthetic.registry import Registry, is_object_path, load_object
 
 from ..config import Features, Gauge
 from .base import Student, as_dtype
@@ -61,7 +61,7 @@ def build_student(spec: str, task: "Task", *, gauge: Gauge | str = "pinned", fea
     dtype = as_dtype(dtype)
     gauge, features = Gauge.coerce(gauge, "gauge"), Features.coerce(features, "features")
     head, *args = spec.strip().split(":")
-    if "." in head:
+    if is_object_path(head, STUDENTS):
         return _user_student(spec.strip(), task, dtype)
     try:
         cls = STUDENTS.get(head).obj

@@ -153,9 +153,11 @@ class Teacher(abc.ABC):
 
     @property
     def spec(self) -> str:
-        """The CLI spec of this teacher: its name, then its parameters, separated by ':'."""
+        """The CLI spec of this teacher: its registered name (or `module:Class` for an unregistered
+        one), then its parameters, separated by ':'."""
         parts = [getattr(self, p) for p in self.params]
-        return ":".join([self.name, *(v.spec if isinstance(v, Teacher) else fmt(v) for v in parts)])
+        name = self.name or f"{type(self).__module__}:{type(self).__qualname__}"
+        return ":".join([name, *(v.spec if isinstance(v, Teacher) else fmt(v) for v in parts)])
 
     # ------------------------------------------------------------------ public API
     def _inputs(self, p: Any, y: Any, x: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, tuple]:

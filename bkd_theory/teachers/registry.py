@@ -17,7 +17,7 @@ import inspect
 import typing
 from typing import Any, Callable
 
-from synthetic.registry import Registry, load_object
+from synthetic.registry import Registry, is_object_path, load_object
 
 from .base import Teacher
 
@@ -53,7 +53,7 @@ def _number(text: str, name: str, spec: str) -> float:
 def _resolve(parts: list[str], spec: str) -> tuple[type, tuple[str, ...], list[str]]:
     """(class, parameter names, parameter texts) of a spec split at ':'."""
     head = parts[0]
-    if "." in head:  # package.module:Name[:PARAM...]
+    if is_object_path(head, LAWS):  # package.module:Name[:PARAM...]
         if len(parts) < 2:
             raise ValueError(f"teacher spec {spec!r}: expected package.module:Name")
         cls = load_object(f"{head}:{parts[1]}", "teacher")
