@@ -18,8 +18,23 @@ def _print_json(obj: Any) -> None:
 
 # ---------------------------------------------------------------- info
 def _add_info(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="versions and available tasks, teachers and students")
+    p = sub.add_parser("info", help="versions and every registered task, teacher, student, optimizer and instrument")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _registries() -> dict[str, Any]:
+    """Every registry of named variants: kind -> list of (name, parameters, help)."""
+    import synthetic
+
+    from .engine import OPTIMIZERS, SCHEDULES
+    from .instruments import INSTRUMENTS
+    from .students import STUDENTS
+    from .teachers import LAWS
+    from .teachers.trained import KINDS
+
+    kinds = {"tasks": synthetic.TASKS, "teachers": LAWS, "trained teachers": KINDS, "students": STUDENTS,
+             "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "instruments": INSTRUMENTS}
+    return {kind: [{"name": e.name, "params": list(e.params), "help": e.help} for e in reg] for kind, reg in kinds.items()}
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -29,30 +44,21 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import scipy
     import torch
 
-    import synthetic
-
     from . import __version__
 
-    info: dict[str, Any] = {
-        "bkd_theory": __version__,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "tasks": {},
-    }
-    for entry in synthetic.TASKS:
-        task = synthetic.make_task(entry.name)
-        info["tasks"][entry.name] = {"K": task.num_classes, "d": task.dim, "description": entry.help or
-                                     type(task).__doc__.strip().splitlines()[0]}
+    info: dict[str, Any] = {"bkd_theory": __version__, "python": platform.python_version(), "numpy": numpy.__version__,
+                            "scipy": scipy.__version__, "torch": torch.__version__, **_registries()}
     if args.json:
         _print_json(info)
         return 0
     for key in ("bkd_theory", "python", "numpy", "scipy", "torch"):
         print(f"{key:<11} {info[key]}")
-    print("tasks:")
-    for name, t in info["tasks"].items():
-        print(f"  {name:<12} K={t['K']:<3} d={t['d']:<4} {t['description']}")
+    for kind, entries in _registries().items():
+        print(f"{kind}:")
+        for e in entries:
+            name = ":".join([e["name"], *(p.upper() for p in e["params"])])
+            print(f"  {name:<26} {e['help']}")
+    print("(a user's own task, teacher or student: package.module:Name)")
     return 0
 
 

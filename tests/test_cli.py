@@ -62,8 +62,11 @@ def test_argparse_errors_exit_2():
 def test_info_json(capsys):
     info = _json(capsys, ["info", "--json"])
     assert {"bkd_theory", "python", "numpy", "torch", "tasks"} <= set(info)
-    assert set(info["tasks"]) == {"paper", "triangle", "hetero", "teacher-net"}
-    assert info["tasks"]["triangle"]["K"] == 3 and info["tasks"]["triangle"]["d"] == 2
+    assert [t["name"] for t in info["tasks"]] == ["paper", "triangle", "hetero", "teacher-net"]
+    laws = {t["name"]: t for t in info["teachers"]}
+    assert laws["dirichlet"]["params"] == ["alpha"] and laws["mixture"]["params"] == ["lam", "base"]
+    assert {"students", "optimizers", "instruments", "trained teachers"} <= set(info)
+    assert all(e["help"] for kind in ("tasks", "teachers", "students", "instruments") for e in info[kind])
 
 
 # ---------------------------------------------------------------- run

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("01_quickstart", "02_theorems", "03_noise_sweep", "04_bayesian_teachers")
+NAMES = ("01_quickstart", "02_theorems", "03_noise_sweep", "04_bayesian_teachers", "05_bring_your_own")
 CELL_TIMEOUT = 240  # seconds per cell; quick mode needs a few seconds per cell on 2 busy cores
 
 
