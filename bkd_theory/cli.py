@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any, Sequence
 
 
+def _strict(obj: Any) -> Any:
+    """`obj` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=False, default=str, allow_nan=True))
+    print(json.dumps(_strict(obj), indent=2, sort_keys=False, default=str, allow_nan=False))
 
 
 # ---------------------------------------------------------------- info
@@ -26,6 +38,7 @@ def _registries() -> dict[str, Any]:
     """Every registry of named variants: kind -> list of (name, parameters, help)."""
     import synthetic
 
+    from .claims import KINDS as CLAIMS
     from .engine import OPTIMIZERS, SCHEDULES
     from .instruments import INSTRUMENTS
     from .students import STUDENTS
@@ -33,7 +46,7 @@ def _registries() -> dict[str, Any]:
     from .teachers.trained import KINDS
 
     kinds = {"tasks": synthetic.TASKS, "teachers": LAWS, "trained teachers": KINDS, "students": STUDENTS,
-             "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "instruments": INSTRUMENTS}
+             "optimizers": OPTIMIZERS, "schedules": SCHEDULES, "instruments": INSTRUMENTS, "claims": CLAIMS}
     return {kind: [{"name": e.name, "params": list(e.params), "help": e.help} for e in reg] for kind, reg in kinds.items()}
 
 
@@ -191,10 +204,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- check
 def _add_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="walk the THEOREMS registry: prediction vs measurement",
-                       description="Check every claim of the THEOREMS registry (P1-P3, T1-T4, E17-E19) on its small "
-                       "default configuration. Exit status 1 when a claim fails beyond its SE.")
-    p.add_argument("--only", default="", help="comma-separated claim ids, e.g. P1,T3 (default: all)")
+    p = sub.add_parser("check", help="check the claims registry: prediction vs measurement, with a verdict",
+                       description="Check the default claims of every kind in the claims registry (P1-P3, T1-T4, "
+                       "E17-E19) on small configurations. Exit status 1 when a claim disagrees or is violated.")
+    p.add_argument("--only", default="", help="comma-separated claim ids or kinds, e.g. P1,T3 (default: all)")
     p.add_argument("--quick", action="store_true", help="only the quick claims (Monte Carlo, no SGD runs)")
     p.add_argument("--json", action="store_true", help="print the records as one JSON list")
 
@@ -202,21 +215,22 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
 def _cmd_check(args: argparse.Namespace) -> int:
     import time
 
-    from .theory import registry
+    from . import claims
 
-    def progress(rec: dict[str, Any]) -> None:
-        print(f"  {rec['claim']:<13} {rec['verdict']}  ({rec['seconds']:.1f} s)", file=sys.stderr)
+    def progress(rec: Any) -> None:
+        print(f"  {rec.claim.id:<13} {rec.verdict.verdict}  ({rec.seconds:.1f} s)", file=sys.stderr)
 
     t0 = time.perf_counter()
     live = sys.stderr.isatty() and not args.json
-    records = registry.check_claims(args.only or None, quick=args.quick, progress=progress if live else None)
-    passed = sum(r["passed"] for r in records)
+    records = claims.check_claims(args.only or None, quick=args.quick, progress=progress if live else None)
+    failed = [r.claim.id for r in records if r.failed]
     if args.json:
-        _print_json(records)
+        _print_json([r.to_dict() for r in records])
     else:
-        print(registry.format_table(records))
-        print(f"{passed}/{len(records)} claims passed in {time.perf_counter() - t0:.1f} s")
-    return 0 if passed == len(records) else 1
+        print(claims.format_table(records))
+        print(f"{len(records) - len(failed)}/{len(records)} claims without a failed verdict in "
+              f"{time.perf_counter() - t0:.1f} s" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------- sweep

@@ -219,3 +219,27 @@ def stationary_window_stats(values: np.ndarray, *, z: float = Z, rtol: float = 0
     drift_se = float(diff.std(ddof=1) / math.sqrt(chains))
     stationary = abs(drift) <= z * drift_se or abs(drift) <= rtol * abs(mean)
     return WindowStats(mean, se, bool(stationary), drift, drift_se, chains)
+
+
+def drift(values: np.ndarray, batches: int = 4) -> tuple[float, float]:
+    """The trend over a window `[T, R]` by batch means: each chain's window is cut into `batches`
+    equal blocks of time, the least-squares slope of its block means is one sample per chain, and
+    the drift over the window is slope * (batches - 1). Returns (mean drift, SE across chains)."""
+    v = np.asarray(values, dtype=np.float64)
+    b = min(validation.positive_int("batches", batches, minimum=2), v.shape[0])
+    if b < 2 or v.shape[1] < 2:
+        return math.nan, math.nan
+    means = batch_means(v, b)  # [b, R]
+    t = np.arange(b) - (b - 1) / 2.0
+    slopes = (t @ (means - means.mean(axis=0))) / (t @ t) * (b - 1)
+    m, se, _ = mean_se(slopes)
+    return m, se
+
+
+def unrelaxed_fraction(eigenvalues: np.ndarray, power: float, decay: float) -> float:
+    """sum_i lam_i^power exp(-2 lam_i decay) / sum_i lam_i^power: the share of a quantity that weighs
+    mode i by lam_i^power still not relaxed after `decay` = sum of the step sizes so far (linearised
+    SGD: mode i relaxes as prod_k (1 - gamma_k lam_i)^2 ~ exp(-2 lam_i sum_k gamma_k); DESIGN 2.9)."""
+    lam = np.asarray(eigenvalues, dtype=np.float64)
+    w = lam**power
+    return float(np.sum(w * np.exp(-2.0 * lam * decay)) / np.sum(w))

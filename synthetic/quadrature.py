@@ -10,6 +10,7 @@ E_x f(x) = sum_k pi_k E_{N(mu_k, diag v_k)} f(x).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -108,3 +109,95 @@ def bayes_accuracy_quadratic(
     lo, hi = float(np.min(means[:, 0] - 12 * sd)), float(np.max(means[:, 0] + 12 * sd))
     value, err = integrate.quad(outer, lo, hi, points=np.unique(means[:, 0]), epsabs=1e-13, epsrel=1e-12, limit=500)
     return float(value), float(err)
+
+
+@dataclass(frozen=True)
+class SpanRule:
+    """Gauss-Hermite nodes for E_x over Gaussian classes with a shared diagonal covariance (`span_rule`).
+
+    Attributes:
+        x: node inputs `[N, d]` (the conditional means E[x | node]). w: weights `[N]`, summing to 1
+            up to the pruned mass. resid: Cov(x | node) `[d, d]`, the same for every node (0 when the
+            span is the whole space). cls: each node's class `[N]`. u: its coordinates in the span
+            `[N, r]`, with x = centres[cls] + u @ basis.T. centres: the class means `[K, d]`.
+            basis: L U `[d, r]`. nodes: nodes per dimension of the rule.
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    resid: np.ndarray
+    cls: np.ndarray
+    u: np.ndarray
+    centres: np.ndarray
+    basis: np.ndarray
+    nodes: int
+
+    @property
+    def exact_points(self) -> bool:
+        """The span is the whole input space (resid = 0): the nodes integrate any function of x."""
+        return bool(np.all(self.resid == 0.0))
+
+
+def span_rule(priors: np.ndarray, means: np.ndarray, var: np.ndarray, W: np.ndarray, nodes: int,
+              prune: float = 1e-10) -> SpanRule:
+    """A Gauss-Hermite rule for E_x f over Gaussian classes with a shared diagonal covariance and
+    linear logits, on the span of the logit differences (DESIGN 3, "Exact expectations").
+
+    With x | y=k ~ N(mu_k, Sigma), Sigma = diag(var), and logits W (x, 1), p(x) depends on x only
+    through B^T x, B = the columns W_j - W_K (j < K). Writing x = mu_k + L z (L = Sigma^(1/2)) and
+    L B = U S V^T (U `[d, r]` orthonormal, r = rank), z = U u + z_perp with u ~ N(0, I_r) and z_perp
+    independent of u. So E_x[f(p(x)) g(x)] = sum_n w_n f(p(x_n)) E[g | node n] with nodes
+    x_n = mu_k + L U u_n on a tensor Gauss-Hermite grid in r dimensions, weights pi_k w(u_n), and
+    E[x | node] = x_n, Cov(x | node) = L (I - U U^T) L =: resid (the same for every node). This is
+    exact for any f of p times a polynomial of degree <= 2 in x (with the resid correction), and for
+    every integrand when resid = 0 (r = d). Nodes whose weight is below `prune` times the largest
+    are dropped (their total mass is below 1e-9 for the rules used here).
+    """
+    K, d = means.shape
+    L = np.sqrt(np.asarray(var, dtype=np.float64))
+    B = (W[:-1, :d] - W[-1, :d]).T  # [d, K-1]
+    U, s, _ = np.linalg.svd(L[:, None] * B, full_matrices=False)
+    U = U[:, s > 1e-12 * s.max()]
+    r = U.shape[1]
+    z, wz = hermegauss(nodes)
+    wz = wz / np.sqrt(2.0 * np.pi)
+    grid = np.stack(np.meshgrid(*([z] * r), indexing="ij"), axis=-1).reshape(-1, r)
+    wgrid = np.prod(np.stack(np.meshgrid(*([wz] * r), indexing="ij"), axis=-1).reshape(-1, r), axis=1)
+    keep = wgrid > prune * wgrid.max()
+    grid, wgrid = grid[keep], wgrid[keep]
+    basis = L[:, None] * U  # L U  [d, r]
+    x = (means[:, None, :] + (grid @ basis.T)[None]).reshape(-1, d)
+    w = (priors[:, None] * wgrid[None]).reshape(-1)
+    resid = (L[:, None] * (np.eye(d) - U @ U.T)) * L[None, :]
+    resid = 0.5 * (resid + resid.T)
+    resid[np.abs(resid) < 1e-13 * max(1.0, float(L.max()) ** 2)] = 0.0
+    return SpanRule(x, w, resid, np.repeat(np.arange(K), len(grid)), np.tile(grid, (K, 1)), means.copy(), basis, nodes)
+
+
+def orthant_accuracy(priors: np.ndarray, means: np.ndarray, var: np.ndarray, W: np.ndarray,
+                     abseps: float = 1e-9) -> tuple[float, float]:
+    """E_x max_k p_k(x) for Gaussian classes with a shared diagonal covariance and linear logits.
+
+    The Bayes classifier picks k where f_k(x) >= f_j(x) for all j; given y = k, the K - 1 logit
+    differences D x + c are jointly Gaussian, so P(correct | y = k) is a multivariate normal orthant
+    probability (Genz's algorithm, `scipy.stats.multivariate_normal.cdf`, error bound `abseps`).
+
+    Returns:
+        (accuracy, error bound: the integration tolerance `abseps`; the randomised QMC uses a fixed seed).
+    """
+    from scipy.stats import multivariate_normal
+
+    K, d = means.shape
+    Sigma = np.diag(np.asarray(var, dtype=np.float64))
+    total, err = 0.0, 0.0
+    for k in range(K):
+        others = [j for j in range(K) if j != k]
+        D = W[k, :d] - W[others, :d]  # [K-1, d]: f_k - f_j = D x + c >= 0
+        c = W[k, d] - W[others, d]
+        mean, cov = D @ means[k] + c, D @ Sigma @ D.T
+        # P(D x + c >= 0) = P(-(D x + c) <= 0): the CDF of N(-mean, cov) at 0
+        prob = multivariate_normal.cdf(np.zeros(K - 1), mean=-mean, cov=cov, allow_singular=True, abseps=abseps,
+                                       releps=0.0, maxpts=500_000 * (K - 1), rng=np.random.default_rng(0))
+        total += priors[k] * float(prob)
+        err += priors[k] * abseps
+    return total, err

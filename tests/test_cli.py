@@ -16,9 +16,14 @@ PREDICT_KEYS = ("sigma2", "trace_C", "H_eig_min", "H_eig_max", "kappa", "F_star"
                 "neighborhood_dist2", "bound_T3", "bound_T4", "gamma_max_T1", "gamma_max_T3", "critical_noise")
 
 
+def _no_nan(token: str):
+    raise AssertionError(f"{token} is not strict JSON")
+
+
 def _json(capsys, argv: list[str]):
+    """Run `bkd argv` (exit 0) and parse its output as strict JSON (no NaN or Infinity)."""
     assert cli.main(argv) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out, parse_constant=_no_nan)
 
 
 def _fails(capsys, argv: list[str], name: str) -> str:
@@ -141,17 +146,17 @@ def test_predict_bad_input_exits_2(capsys, argv, name):
 def test_check_only_json(capsys):
     records = _json(capsys, ["check", "--only", "P2,P1", "--json"])
     assert [r["claim"] for r in records] == ["P1", "P2"]
-    assert all(r["passed"] for r in records)
-    assert {"claim", "statement", "configuration", "predicted", "measured", "measured_se", "ratio", "verdict",
-            "passed", "seconds"} <= set(records[0])
+    assert [r["verdict"] for r in records] == ["agrees", "holds"]
+    assert {"claim", "kind", "statement", "configuration", "predicted", "predicted_se", "measured", "measured_se", "z",
+            "ratio", "verdict", "detail", "seconds"} <= set(records[0])
 
 
 def test_check_quick_plain_table(capsys):
     assert cli.main(["check", "--quick"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    for col in ("claim", "configuration", "predicted", "measured +- SE", "ratio", "verdict"):
+    for col in ("claim", "configuration", "predicted", "measured", "z", "verdict"):
         assert col in lines[0]
-    assert any(line.startswith("P3-additive") for line in lines) and "claims passed" in lines[-1]
+    assert any(line.startswith("P3-additive") for line in lines) and "5/5 claims without a failed verdict" in lines[-1]
 
 
 @pytest.mark.parametrize("argv", [["check", "--only", "P1,Q7"], ["check", "--only", "T1", "--quick"]])

@@ -39,6 +39,11 @@ def make_ctx(task, student, teacher, theta, *, n_eval=2000, seed=0, active=None,
     )
 
 
+def observe(inst, ctx):
+    """The instrument's values per chain `[R]` (the per-chain part of a `PerPoint`)."""
+    return {k: (v.values if isinstance(v, ins.PerPoint) else v) for k, v in inst.observe(ctx).items()}
+
+
 def at_optimum(student, task, chains):
     return student.optimum(task).to(F64).reshape(1, -1).repeat(chains, 1)
 
@@ -49,7 +54,7 @@ def test_optimality_at_and_off_optimum(task, gauge):
     theta = at_optimum(student, task, 3)
     theta[1] += 0.3 * torch.randn(student.num_params, generator=torch.Generator().manual_seed(0), dtype=F64)
     ctx = make_ctx(task, student, parse_teacher("onehot"), theta)
-    out = {**ins.Distance().observe(ctx), **ins.ExcessRisk().observe(ctx)}
+    out = {**observe(ins.Distance(), ctx), **observe(ins.ExcessRisk(), ctx)}
     assert out["dist2"][0] == 0.0 and abs(out["excess_risk"][0]) < 1e-12
     # oracle: KL(p || q) written out with numpy on the same eval points
     log_p = ctx.eval_set.log_p.numpy()
@@ -67,12 +72,12 @@ def test_optimality_without_optimum_and_diverged_chains(task):
     student = Linear(task, dtype=F64)
     theta = at_optimum(student, task, 2)
     ctx = make_ctx(task, student, parse_teacher("bcp"), theta, star=False)
-    assert torch.isnan(ins.Distance().observe(ctx)["dist2"]).all()
-    assert torch.isnan(ins.GradientNoiseAtOptimum(probe_size=4).observe(ctx)["sigma2_at_optimum"]).all()
+    assert torch.isnan(observe(ins.Distance(), ctx)["dist2"]).all()
+    assert torch.isnan(observe(ins.GradientNoiseAtOptimum(probe_size=4), ctx)["sigma2_at_optimum"]).all()
     theta[1] = float("nan")
     ctx = make_ctx(task, student, parse_teacher("bcp"), theta, active=torch.tensor([True, False]))
     for inst in ins.default_instruments(1, 1, probe_size=4):
-        for name, v in inst.observe(ctx).items():
+        for name, v in observe(inst, ctx).items():
             assert torch.isfinite(v[0]), name
             assert name == "sigma2_at_optimum" or torch.isnan(v[1]), name
 
@@ -81,11 +86,11 @@ def test_bcp_gradient_vanishes_at_optimum(task):
     """Prop. 2 (interpolation): with bcp targets every per-sample gradient at theta* is 0."""
     student = Linear(task, dtype=F64)
     ctx = make_ctx(task, student, parse_teacher("bcp"), at_optimum(student, task, 4))
-    out = {**ins.GradientNoise(probe_size=64).observe(ctx), **ins.GradientNoiseAtOptimum(probe_size=64).observe(ctx)}
+    out = {**observe(ins.GradientNoise(probe_size=64), ctx), **observe(ins.GradientNoiseAtOptimum(probe_size=64), ctx)}
     for name in ("grad_second_moment", "grad_cov_trace", "sigma2_at_optimum"):
         assert out[name].abs().max() < 1e-24, name
     ctx = make_ctx(task, student, parse_teacher("onehot"), at_optimum(student, task, 4))
-    assert (ins.GradientNoise(probe_size=64).observe(ctx)["grad_second_moment"] > 0.1).all()
+    assert (observe(ins.GradientNoise(probe_size=64), ctx)["grad_second_moment"] > 0.1).all()
 
 
 def test_gradient_moments_match_sample_formulas_and_chunking(task):
@@ -136,7 +141,7 @@ def test_sigma2_onehot_matches_linear_closed_form(task):
     assert abs(est.value - exact) <= 4 * math.hypot(est.se, exact_se)
     # the per-chain instrument: each chain is an independent estimate, SE across chains
     ctx = make_ctx(task, student, teacher, at_optimum(student, task, 16), seed=1)
-    per_chain = ins.GradientNoiseAtOptimum(probe_size=500).observe(ctx)["sigma2_at_optimum"].numpy()
+    per_chain = observe(ins.GradientNoiseAtOptimum(probe_size=500), ctx)["sigma2_at_optimum"].numpy()
     se = per_chain.std(ddof=1) / math.sqrt(len(per_chain))
     assert abs(per_chain.mean() - exact) <= 4 * math.hypot(se, exact_se)
 
@@ -144,7 +149,7 @@ def test_sigma2_onehot_matches_linear_closed_form(task):
 def test_calibration_of_the_bayes_predictor(task):
     student = Linear(task, dtype=F64)
     ctx = make_ctx(task, student, parse_teacher("onehot"), at_optimum(student, task, 2), n_eval=5000)
-    out = ins.Calibration().observe(ctx)
+    out = observe(ins.Calibration(), ctx)
     assert out["ece"].abs().max() < 1e-12  # q = p: confidence equals true prob of the predicted class
     assert (out["bayes_agreement"] == 1).all()
     bayes = ctx.eval_set.p.max(-1).values.numpy()  # E_x max_k p_k on independent points would also do
@@ -176,7 +181,7 @@ def test_validation_loss_is_cross_entropy_against_labels(task):
     student = Linear(task, dtype=F64)
     theta = at_optimum(student, task, 2) * torch.tensor([[1.0], [0.5]], dtype=F64)
     ctx = make_ctx(task, student, parse_teacher("onehot"), theta)
-    got = ins.ValidationLoss().observe(ctx)["val_loss"]
+    got = observe(ins.ValidationLoss(), ctx)["val_loss"]
     for r in range(2):
         logits = student.log_probs(theta[r : r + 1], ctx.eval_set.x[None])[0]
         ref = torch.nn.functional.cross_entropy(logits, ctx.eval_set.y)
@@ -229,7 +234,7 @@ def test_default_instruments_cover_the_contract(task):
     ctx = make_ctx(task, student, parse_teacher("onehot"), at_optimum(student, task, 3))
     names = set()
     for inst in insts:
-        out = inst.observe(ctx)
+        out = observe(inst, ctx)
         assert all(v.shape == (3,) for v in out.values())
         names |= set(out)
     assert names == CONTRACT_QUANTITIES

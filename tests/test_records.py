@@ -46,7 +46,8 @@ def test_measured_flattens_and_combines_stationarity():
     flat = np.ones((11, 3)) + np.arange(3)
     m = _run({"excess_risk": (steps, flat), "dist2": (steps, flat * 2)}).measured()
     assert m["excess_risk"] == pytest.approx(2.0) and m["dist2_se"] == pytest.approx(2 / math.sqrt(3))
-    assert m["stationary"] is True and m["diverged_chains"] == 0 and math.isnan(m["sigma2_at_optimum"])
+    assert m["excess_risk_stationary"] is True and m["diverged_chains"] == 0 and "sigma2_at_optimum" not in m
+    assert "relaxation not checked" in m["dist2_stationary_reason"]
 
 
 def test_save_load_round_trip(tmp_path):

@@ -241,7 +241,8 @@ def test_cli_run_json(capsys, tmp_path):
     assert cli.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["config"]["teacher"] == "onehot" and out["config"]["chains"] == 4
-    for key in ("excess_risk", "excess_risk_se", "dist2", "dist2_se", "sigma2_at_optimum", "sigma2_at_optimum_se", "diverged_chains", "stationary"):
+    for key in ("excess_risk", "excess_risk_se", "excess_risk_se_eval", "excess_risk_stationary", "dist2", "dist2_se",
+                "sigma2_at_optimum", "sigma2_at_optimum_se", "diverged_chains", "dist2_stationary_reason"):
         assert key in out["measured"]
     assert (tmp_path / "run" / "run.json").is_file()
     assert cli.main(["run", "--gamma", "-1"]) == 2

@@ -103,11 +103,18 @@ def test_triangle_accuracy_matches_polar_oracle():
         assert abs(task.bayes_accuracy().value - oracle) < 1e-9
 
 
-def test_monte_carlo_is_default_in_high_dimension():
-    est = synthetic.make_task("paper").conditional_entropy(n=2000)
-    assert est.method.startswith("monte carlo") and est.se > 0
+def test_span_rule_in_high_dimension_and_monte_carlo_elsewhere():
+    paper = synthetic.make_task("paper")
+    est = paper.conditional_entropy()
+    assert est.method.startswith("Gauss-Hermite on the span") and est.se < 1e-5
+    mc = paper.conditional_entropy(method="monte-carlo", n=200_000, seed=3)
+    assert abs(est.value - mc.value) <= 4 * np.hypot(est.se, mc.se)  # quadrature vs an independent Monte Carlo
+    acc, acc_mc = paper.bayes_accuracy(), paper.bayes_accuracy(method="monte-carlo", n=200_000, seed=3)
+    assert acc.method.startswith("multivariate normal orthant") and abs(acc.value - acc_mc.value) <= 4 * np.hypot(acc.se, acc_mc.se)
     with pytest.raises(ValueError, match="quadrature"):
-        synthetic.make_task("paper").bayes_accuracy(method="quadrature")
+        paper.bayes_accuracy(method="quadrature")
+    net = synthetic.make_task("teacher-net").conditional_entropy(n=2000)
+    assert net.method.startswith("monte carlo") and net.se > 0
 
 
 # ---------------------------------------------------------------- population moments (standardisation)

@@ -20,13 +20,7 @@ def _random_constants(gen):
 
 
 def _call(theorem, gamma, mu, L, calL, s2, x0, k, form):
-    if theorem == "T1":
-        return bounds.bound_t1(gamma, mu=mu, calL=calL, dist0=x0, k=k, form=form)
-    if theorem == "T2":
-        return bounds.bound_t2(gamma, mu=mu, L=L, calL=calL, gap0=x0, k=k, form=form)
-    if theorem == "T3":
-        return bounds.bound_t3(gamma, mu=mu, calL=calL, sigma2=s2, dist0=x0, k=k, form=form)
-    return bounds.bound_t4(gamma, mu=mu, L=L, calL=calL, sigma2=s2, gap0=x0, k=k, form=form)
+    return bounds.THEOREMS[theorem].curve(gamma, bounds.Constants(mu=mu, calL=calL, L=L, sigma2=s2), x0, k, form)
 
 
 @pytest.mark.parametrize("theorem", bounds.THEOREMS)
@@ -39,7 +33,7 @@ def test_numpy_bounds_equal_sympy(theorem):
     k = np.array([0, 1, 5, 50, 500, 5000])
     for _ in range(25):
         mu, L, calL, s2, x0 = _random_constants(gen)
-        gm = bounds.gamma_max(theorem, mu=mu, L=L, calL=calL)
+        gm = bounds.THEOREMS[theorem].admissible(bounds.Constants(mu=mu, calL=calL, L=L))
         assert gm == pytest.approx(gmax(mu, L, calL), rel=1e-12)
         gamma = gm * gen.uniform(0.01, 1.0)
         for form, ref in (("theorem", theorem_form), ("recursion", recursion_form)):
@@ -53,7 +47,7 @@ def test_numpy_bounds_equal_sympy(theorem):
 @pytest.mark.parametrize("theorem", bounds.THEOREMS)
 def test_bounds_refuse_gamma_outside_their_range(theorem):
     mu, L, calL = 0.1, 1.0, 4.0
-    gm = bounds.gamma_max(theorem, mu=mu, L=L, calL=calL)
+    gm = bounds.THEOREMS[theorem].admissible(bounds.Constants(mu=mu, calL=calL, L=L))
     _call(theorem, gm, mu, L, calL, 1.0, 1.0, [0, 1], "theorem")  # the edge is admissible
     with pytest.raises(ValueError, match=rf"gamma=.*outside the admissible range of {theorem}.*\(0, "):
         _call(theorem, gm * 1.001, mu, L, calL, 1.0, 1.0, [0, 1], "theorem")
@@ -63,13 +57,15 @@ def test_bounds_refuse_gamma_outside_their_range(theorem):
 
 def test_step_size_ranges_and_neighborhoods():
     mu, L, calL, s2 = 0.1, 2.0, 8.0, 3.0
-    assert bounds.gamma_max("T1", calL=calL) == 2 * bounds.gamma_max("T3", calL=calL)
-    assert bounds.gamma_max("T2", mu=mu, L=L, calL=calL) == pytest.approx(mu / (L * calL))
-    assert bounds.neighborhood("T3", 0.01, mu=mu, calL=calL, sigma2=s2) == pytest.approx(2 * 0.01 * s2 / mu)
-    assert bounds.neighborhood("T4", 0.001, mu=mu, L=L, calL=calL, sigma2=s2) == pytest.approx(L * 0.001 * s2 / mu)
-    b = bounds.bound_t3(0.01, mu=mu, calL=calL, sigma2=s2, dist0=1.0, k=np.arange(3))
+    c = bounds.Constants(mu=mu, calL=calL, L=L, sigma2=s2)
+    T = bounds.THEOREMS
+    assert T["T1"].admissible(c) == 2 * T["T3"].admissible(c)
+    assert T["T2"].admissible(c) == pytest.approx(mu / (L * calL))
+    assert T["T3"].neighborhood(0.01, c) == pytest.approx(2 * 0.01 * s2 / mu)
+    assert T["T4"].neighborhood(0.001, c) == pytest.approx(L * 0.001 * s2 / mu)
+    b = T["T3"].curve(0.01, c, 1.0, np.arange(3))
     assert b.values[0] == pytest.approx(1.0 + 2 * 0.01 * s2 / mu) and b.quantity == "dist2"
     with pytest.raises(ValueError, match="k must be"):
-        bounds.bound_t1(0.01, mu=mu, calL=calL, dist0=1.0, k=[0.5])
+        T["T1"].curve(0.01, c, 1.0, [0.5])
     with pytest.raises(ValueError, match="theorem"):
-        bounds.gamma_max("T5", calL=calL)
+        bounds.theorem("T5")

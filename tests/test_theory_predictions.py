@@ -17,6 +17,7 @@ import torch
 import synthetic
 from bkd_theory import rng, students, teachers
 from bkd_theory.teachers import FunctionTeacher
+from bkd_theory import theory
 from bkd_theory.theory import constants, predictions as pr
 from cases import case_ids, cases_with
 
@@ -52,7 +53,7 @@ def test_closed_forms_equal_general_route_and_monte_carlo(case):
     x, y = task.sample(N_ORACLE, rng.generator(7, 0))
     p = np.exp(task.log_bcp(x))
     grads = pr.per_sample_gradients(student, teacher, x, y, p, rng.generator(7, 1), pr.theta_star(task, student))
-    d = np.concatenate([(g**2).sum(1) for _, g in grads]) - pr.sigma2_per_input(student, teacher, x, p)
+    d = np.concatenate([(g**2).sum(1) for _, g in grads]) - pr.sigma2_per_input(task, student, teacher, x)
     assert abs(d.mean()) <= 4 * d.std(ddof=1) / math.sqrt(len(d)), d.mean()
 
 
@@ -116,8 +117,8 @@ def test_fisher_equals_hessian(task_name, gauge):
     # C_onehot = H holds sample by sample at a realizable optimum, so on shared inputs it is exact
     for other in (C, H_student, H_fisher):
         assert np.abs(other - H).max() <= 1e-10 * scale
-    U = pr.hessian_factors(task, student, n_mc=1000, seed=5)
-    assert np.abs(np.einsum("npk,nqk->pq", U, U) / len(U) - H).max() <= 1e-10 * scale
+    U, w = pr.hessian_factors(task, student, n_mc=1000, seed=5)
+    assert np.abs(np.einsum("n,npk,nqk->pq", w, U, U) - H).max() <= 1e-10 * scale
 
 
 def test_dirichlet_covariance_is_scaled_hessian():
@@ -183,10 +184,10 @@ def _all_teacher_functions(task, student, teacher, closed_form=True):
     mc, C_mc = pr.gradient_noise_monte_carlo(task, student, teacher, n=300, seed=2, matrix=True)
     grads = pr.per_sample_gradients(student, teacher, x, y, p, rng.generator(3, 1), pr.theta_star(task, student))
     out = {"sigma2": general.sigma2, "C": general.C, "mc": mc, "C_mc": C_mc, "grads": np.concatenate([g for _, g in grads]),
-           "moments": pr.teacher_moments(teacher, x, p), "sum_sq": pr.target_sum_sq(task, teacher, n_mc=300, seed=1)}
+           "moments": pr.teacher_moments(teacher, theory.Nodes(x, p, np.full(len(x), 1 / len(x)), None, "test")), "sum_sq": pr.target_sum_sq(task, teacher, n_mc=300, seed=1)}
     if closed_form:
         out["closed"] = pr.sigma2_closed_form(task, student, teacher, n_mc=300, seed=1)
-        out["per_input"] = pr.sigma2_per_input(student, teacher, x, p)
+        out["per_input"] = pr.sigma2_per_input(task, student, teacher, x)
     return out
 
 

@@ -44,17 +44,17 @@ def test_onehot_lyapunov_is_half_gamma_identity():
 
 
 def _dense_second_order(H, U, w, b):
-    """E[s^2 H_x kron H_x] / b + (1 - 1/b) H kron H, built explicitly `[P^2, P^2]`."""
+    """E[s^2 H_x kron H_x] / b + (1 - 1/b) H kron H, built explicitly `[P^2, P^2]` (w: node weight times E s^2)."""
     Hx = np.einsum("npk,nqk->npq", U, U)
-    M = np.einsum("n,npq,nrs->prqs", w, Hx, Hx).reshape(H.size, H.size) / len(U) / b
+    M = np.einsum("n,npq,nrs->prqs", w, Hx, Hx).reshape(H.size, H.size) / b
     return M + (1 - 1 / b) * np.kron(H, H)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_corrected_covariance_matches_dense_oracle(batch):
     task, student, teacher, H, C, Q = _setup("pinned", "additive:0.01")
-    U = pr.hessian_factors(task, student, n_mc=512, seed=0)
-    w = pr.target_sum_sq(task, teacher, n_mc=512, seed=0)
+    U, wn = pr.hessian_factors(task, student, n_mc=512, seed=0)
+    w = wn * pr.target_sum_sq(task, teacher, n_mc=512, seed=0)
     gamma = 0.3
     sol = st.corrected_covariance(H, C, U, gamma, batch, weights=w)
     P = H.shape[0]
@@ -72,7 +72,7 @@ def test_corrected_covariance_matches_dense_oracle(batch):
 
 def test_corrected_covariance_full_gauge_and_small_gamma_limit():
     task, student, teacher, H, C, Q = _setup("full", "onehot")
-    U = pr.hessian_factors(task, student, n_mc=512, seed=0)
+    U, _ = pr.hessian_factors(task, student, n_mc=512, seed=0)
     gamma = 1e-4
     sol = st.corrected_covariance(H, C, U, gamma, Q=Q)
     lyap = st.lyapunov_covariance(H, C, gamma, Q=Q)
@@ -107,7 +107,7 @@ def test_finite_n_onehot_and_dirichlet():
 
 def test_lyapunov_exponent_sign_change():
     task, student, _, H, C, Q = _setup("pinned", "bcp")
-    U = pr.hessian_factors(task, student, n_mc=512, seed=0)
+    U, _ = pr.hessian_factors(task, student, n_mc=512, seed=0)
     gamma_ms = st.mean_square_threshold(H, U)
     ex = lyapunov.top_lyapunov_exponents(task, student, [0.5 * gamma_ms, 20 * gamma_ms], steps=1500, replicas=4)
     assert ex.exponents[0] < -4 * ex.se[0] and ex.exponents[1] > 4 * ex.se[1]

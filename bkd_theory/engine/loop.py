@@ -29,6 +29,7 @@ from synthetic import validation
 
 from ..config import Init
 from ..instruments import EvalSet, Instrument, StepContext, StreamBank, check_needs, default_instruments
+from ..instruments.base import PerPoint
 from ..instruments.context import ATTRIBUTES
 from ..records import Run, versions
 from ..rng import chain_streams, run_streams
@@ -37,6 +38,9 @@ from .config import RunConfig, parse_schedule
 from .feed import Feed
 
 __all__ = ["Loop", "run"]
+
+#: the record's stationarity check uses H at theta* (`Run.relaxation`) for students up to this size
+RELAXATION_MAX_PARAMS, RELAXATION_N_MC = 3000, 4096
 
 
 def _instruments(config: RunConfig, instruments: Sequence[Instrument] | None) -> list[Instrument]:
@@ -74,6 +78,8 @@ class Loop:
         self.diverged = torch.full((cfg.chains,), -1, dtype=torch.int64)
         self.bank = StreamBank(cfg.seed, self.chains)
         self.records: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        self.points: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+        self.decay, self.gamma_sum = {}, 0.0  # cumulative effective step sizes at the recorded steps
 
     def observe(self, step: int) -> None:
         """Call the instruments due at `step` and store their values `[R]` per quantity."""
@@ -87,15 +93,23 @@ class Loop:
         for name in sorted(set().union(*(frozenset(ins.needs) for ins in due)) - ATTRIBUTES):
             ctx.need(name)  # each shared need once per step, in a fixed order
         R = self.cfg.chains
+        self.decay[step] = self.gamma_sum
         for ins in due:
             for quantity, values in ins.observe(ctx).items():
+                if isinstance(values, PerPoint):
+                    steps_p, vals_p = self.points.setdefault(quantity, ([], []))
+                    steps_p.append(step)
+                    vals_p.append(values.points.detach().to(torch.float64).numpy().copy())
+                    values = values.values
                 steps_q, vals_q = self.records.setdefault(quantity, ([], []))
                 steps_q.append(step)
                 vals_q.append(torch.as_tensor(values).detach().to(torch.float64).reshape(R).numpy().copy())
 
     def advance(self, k: int, x: torch.Tensor, t: torch.Tensor, any_inactive: bool) -> bool:
         """One update (step k -> k + 1) of every chain; returns whether any chain is now inactive."""
-        new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, self.cfg.gamma * self.factor(k), self.spare)
+        gamma_k = self.cfg.gamma * self.factor(k)
+        self.gamma_sum += gamma_k / (1.0 - self.cfg.momentum)  # heavy ball: gamma / (1 - beta) to first order
+        new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, gamma_k, self.spare)
         finite = torch.isfinite(new.sum(dim=1))  # one pass: a NaN or inf entry makes the sum non-finite
         if any_inactive or not bool(finite.all()):
             self.diverged[self.active & ~finite] = k + 1
@@ -128,12 +142,28 @@ class Loop:
                 bar.update(todo)
         return self.record()
 
+    def relaxation(self) -> dict[str, Any] | None:
+        """The eigenvalues of H at theta* (on its range) and the cumulative step sizes, for the
+        per-quantity stationarity check of the record; None when H is not available."""
+        s = self.setup
+        if self.theta_star is None or s.student.num_params > RELAXATION_MAX_PARAMS:
+            return None
+        from ..theory import constants
+
+        method = "linear" if s.student.feature_model() is not None else "fisher"
+        H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
+        ev = constants.curvature(H, constants.null_basis(s.student)).eigenvalues
+        return {"eigenvalues": ev, "decay": dict(self.decay),
+                "method": f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"}
+
     def record(self) -> Run:
         """The `Run` record of what has been done."""
         return Run(config=self.cfg.to_dict(), seed=self.cfg.seed, versions=versions(),
                    wall_time=time.perf_counter() - self.t0, diverged_step=self.diverged.numpy().copy(),
                    theta_final=self.theta.detach().to(torch.float64).numpy().copy(), chains=self.chains.copy(),
-                   records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()})
+                   records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()},
+                   points={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.points.items()},
+                   relaxation=self.relaxation())
 
 
 def run(config: RunConfig | Any | None = None, student: Any | None = None, teacher: Any | None = None, *,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from synthetic import validation
 
-from .base import INSTRUMENTS, EvalSet, Every, Instrument, LogSpaced, Scheduled, StreamBank, mask_inactive, register_instrument
+from .base import (INSTRUMENTS, EvalSet, Every, Instrument, LogSpaced, PerPoint, Scheduled, StreamBank, mask_inactive,
+                   per_point, register_instrument)
 from .context import ATTRIBUTES, NEEDS, StepContext, check_needs, register_need
 from .calibration import Calibration, expected_calibration_error
 from .gradients import GradientNoise, GradientNoiseAtOptimum
@@ -19,9 +20,9 @@ from .optimality import Distance, ExcessRisk
 
 __all__ = [
     "ATTRIBUTES", "Calibration", "Distance", "EvalSet", "Every", "ExcessRisk", "GradientMoments", "GradientNoise",
-    "GradientNoiseAtOptimum", "INSTRUMENTS", "Instrument", "LogSpaced", "NEEDS", "Scheduled", "StepContext",
+    "GradientNoiseAtOptimum", "INSTRUMENTS", "Instrument", "LogSpaced", "NEEDS", "PerPoint", "Scheduled", "StepContext",
     "StreamBank", "ValidationLoss", "check_needs", "default_instruments", "expected_calibration_error",
-    "gradient_moments", "loss_noise", "mask_inactive", "probe_draw", "register_instrument", "register_need",
+    "gradient_moments", "loss_noise", "mask_inactive", "per_point", "probe_draw", "register_instrument", "register_need",
     "sigma2_at_optimum",
 ]
 

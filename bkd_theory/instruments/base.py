@@ -131,6 +131,30 @@ class Scheduled:
         return bool(self.when(step))
 
 
+@dataclass(frozen=True)
+class PerPoint:
+    """A quantity measured as a mean over the shared evaluation sample (DESIGN 2.9, option (c)).
+
+    Attributes:
+        values: per chain `[R]` (the mean over the N evaluation points).
+        points: per evaluation point, the mean over the active chains `[N]`. The run keeps these so
+            that the evaluation sample's own error, shared by every chain, can be added to the SE
+            (`records.Run.summary`).
+    """
+
+    values: torch.Tensor
+    points: torch.Tensor
+
+
+def per_point(per_chain_point: torch.Tensor, active: torch.Tensor) -> PerPoint:
+    """`PerPoint` of per-chain, per-point values `[R, N]`: chain values masked where inactive, point
+    values averaged over the active chains."""
+    values = mask_inactive(per_chain_point.mean(dim=-1), active)
+    act = active.to(per_chain_point.device)
+    points = per_chain_point[act].mean(dim=0) if bool(act.any()) else torch.full_like(per_chain_point[0], float("nan"))
+    return PerPoint(values, points)
+
+
 def mask_inactive(values: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """Return `values` `[R]` with NaN for chains that have diverged (`active` False)."""
     return torch.where(active.to(values.device), values, torch.full_like(values, float("nan")))

@@ -13,10 +13,22 @@ import torch
 
 from synthetic import validation
 
-from .base import Scheduled, mask_inactive, register_instrument
+from .base import PerPoint, Scheduled, per_point, register_instrument
 from .context import StepContext
 
 DEFAULT_BINS = 15
+
+
+def calibration_terms(q: torch.Tensor, p: torch.Tensor, bins: int = DEFAULT_BINS) -> torch.Tensor:
+    """Per-point terms of the ECE against p `[..., N]`: s_b(x) (c(x) - p_k^(x)), s_b the sign of its bin's
+    sum, so that their mean over the points is the ECE exactly (and, with the signs held fixed,
+    linear in the points: the basis of the evaluation-sample error)."""
+    bins = validation.positive_int("bins", bins)
+    conf, pred = q.max(dim=-1)
+    gap = conf - p.to(q).expand_as(q).gather(-1, pred.unsqueeze(-1)).squeeze(-1)
+    idx = (conf * bins).floor().long().clamp_(0, bins - 1)
+    sums = q.new_zeros(*conf.shape[:-1], bins).scatter_add_(-1, idx, gap)
+    return torch.sign(sums).gather(-1, idx) * gap
 
 
 def expected_calibration_error(q: torch.Tensor, p: torch.Tensor, bins: int = DEFAULT_BINS) -> torch.Tensor:
@@ -69,18 +81,14 @@ class Calibration(Scheduled):
     def __post_init__(self) -> None:
         validation.positive_int("bins", self.bins)
 
-    def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """Return {"accuracy": `[R]`, "bayes_agreement": `[R]`, "ece": `[R]`}."""
+    def observe(self, ctx: StepContext) -> dict[str, PerPoint]:
+        """Return {"accuracy", "bayes_agreement", "ece"}, each a `PerPoint` (`[R]` per chain, `[N]` per point)."""
         log_q = ctx.eval_log_q  # [R, N, K]
-        q = log_q.exp()
         pred = log_q.argmax(dim=-1)  # [R, N]
         y = ctx.eval_set.y.to(pred.device)
         bayes = ctx.eval_set.p.argmax(dim=-1).to(pred.device)
-        acc = (pred == y).to(log_q.dtype).mean(dim=-1)
-        agree = (pred == bayes).to(log_q.dtype).mean(dim=-1)
-        ece = expected_calibration_error(q, ctx.eval_set.p, self.bins)
         return {
-            "accuracy": mask_inactive(acc, ctx.active),
-            "bayes_agreement": mask_inactive(agree, ctx.active),
-            "ece": mask_inactive(ece, ctx.active),
+            "accuracy": per_point((pred == y).to(log_q.dtype), ctx.active),
+            "bayes_agreement": per_point((pred == bayes).to(log_q.dtype), ctx.active),
+            "ece": per_point(calibration_terms(log_q.exp(), ctx.eval_set.p, self.bins), ctx.active),
         }

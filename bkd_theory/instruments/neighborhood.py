@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ..stats import trailing_window, window_std
-from .base import Scheduled, mask_inactive, register_instrument
+from .base import PerPoint, Scheduled, per_point, register_instrument
 from .context import StepContext
 
 
@@ -30,12 +30,11 @@ class ValidationLoss(Scheduled):
     name: ClassVar[str] = "val_loss"
     needs: ClassVar[frozenset[str]] = frozenset({"eval_log_q"})
 
-    def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """Return {"val_loss": `[R]`}."""
+    def observe(self, ctx: StepContext) -> dict[str, PerPoint]:
+        """Return {"val_loss": `PerPoint` (`[R]` per chain, `[N]` per evaluation point)}."""
         log_q = ctx.eval_log_q  # [R, N, K]
         y = ctx.eval_set.y.to(log_q.device).reshape(1, -1, 1).expand(log_q.shape[0], -1, 1)
-        loss = -log_q.gather(-1, y).squeeze(-1).mean(dim=-1)
-        return {"val_loss": mask_inactive(loss, ctx.active)}
+        return {"val_loss": per_point(-log_q.gather(-1, y).squeeze(-1), ctx.active)}
 
 
 def _wide(table: pd.DataFrame, quantity: str) -> pd.DataFrame:

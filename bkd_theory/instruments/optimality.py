@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 
 from ..losses import kl_divergence
-from .base import Scheduled, mask_inactive, register_instrument
+from .base import PerPoint, Scheduled, mask_inactive, per_point, register_instrument
 from .context import StepContext
 
 
@@ -45,15 +45,15 @@ class ExcessRisk(Scheduled):
     measured directly from the exact log p of the task, with no difference of two noisy risks. The
     expectation over x is replaced by the mean over the fixed evaluation sample of N points (the same
     points for every chain and step). Units: nats. For a biased teacher it is still the excess of
-    the *true* risk, not of the training objective.
+    the *true* risk, not of the training objective. The per-point values (mean over chains) are
+    returned too, for the evaluation sample's error (`PerPoint`).
     """
 
     name: ClassVar[str] = "excess_risk"
     needs: ClassVar[frozenset[str]] = frozenset({"eval_log_q"})
 
-    def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        """Return {"excess_risk": `[R]`}."""
+    def observe(self, ctx: StepContext) -> dict[str, PerPoint]:
+        """Return {"excess_risk": `PerPoint` (`[R]` per chain, `[N]` per evaluation point)}."""
         log_q = ctx.eval_log_q  # [R, N, K]
         log_p = ctx.eval_set.log_p.to(log_q)  # [N, K], broadcast over chains (p = exp(log_p) once)
-        kl = kl_divergence(log_p, log_q).mean(dim=-1)
-        return {"excess_risk": mask_inactive(kl, ctx.active)}
+        return {"excess_risk": per_point(kl_divergence(log_p, log_q), ctx.active)}

@@ -1,9 +1,8 @@
 """Figure functions (STYLE 12): each takes an `ax`, draws on it and returns it; none calls
-`plt.show()`. The figure recipes in `bkd_theory.reproduce` compose them and save with `save`.
+`plt.show()`. The figures in `bkd_theory.reproduce` compose them and end with `finish`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -18,14 +17,11 @@ def new_figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.2, height: fl
     return fig, axes
 
 
-def save(fig: Figure, out: Path, fig_id: str, caption: str) -> Path:
-    """Add the configuration `caption` under the panels, write `<out>/<fig_id>.png`, close the figure."""
+def finish(fig: Figure, caption: str) -> Figure:
+    """Add the configuration `caption` under the panels and lay the panels out; returns `fig`."""
     fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7.5, wrap=True)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    path = Path(out) / f"{fig_id}.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def band(ax: Axes, x: Sequence[float], mean: Sequence[float], se: Sequence[float], *, label: str, color: str | None = None, k: float = 2.0) -> Axes:

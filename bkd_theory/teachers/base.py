@@ -74,7 +74,10 @@ def check_x(x: Any, batch: tuple[int, ...]) -> np.ndarray | None:
 
 def label_cov(p: np.ndarray) -> np.ndarray:
     """C_y = Cov(e_y | x) = diag(p) - p p^T, `[M, K]` -> `[M, K, K]`."""
-    return np.einsum("mk,kl->mkl", p, np.eye(p.shape[-1])) - p[:, :, None] * p[:, None, :]
+    out = -p[:, :, None] * p[:, None, :]
+    idx = np.arange(p.shape[-1])
+    out[:, idx, idx] += p
+    return out
 
 
 def zeros_cov(p: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The convergence bounds T1-T4 (DESIGN 2.7, E13-E16) with their admissible step sizes.
+"""The convergence bounds T1-T4 (DESIGN 2.7, E13-E16) as objects, with their admissible step sizes.
 
 SGD theta_{k+1} = theta_k - gamma g_k with E g_k = grad F(theta_k). Constants (DESIGN 2.6): mu
 (strong quasi-convexity for T1/T3, PL for T2/T4), L (smoothness of F), calL (expected smoothness,
@@ -10,48 +10,33 @@ E12), sigma^2 = sigma_T^2 (E4).
     T3       noisy / onehot     gamma <= 1/(2 calL)       ... <= (1 - gamma mu)^k d0 + 2 gamma sigma^2 / mu       (E15)
     T4       noisy / onehot     gamma <= mu/(2 L calL)    ... <= (1 - gamma mu)^k e0 + L gamma sigma^2 / mu       (E16)
 
-Each bound refuses (ValueError naming gamma and the admissible range) outside its step-size range.
-`form="theorem"` gives E13-E16 as stated; `form="recursion"` unrolls the one-step recursion that
-`bkd_theory.theory.symbolic` derives, which is never looser: the same for T1, the finite-k sum for
-T3, and the sharper contraction 1 - 2 gamma mu + L gamma^2 calL (T2) or
+Each theorem is a `Theorem` in `THEOREMS`, holding its step-size range, rates and additive term as
+functions of the constants; `Theorem.curve` refuses (ValueError naming gamma and the admissible
+range) outside the range. `form="theorem"` gives E13-E16 as stated; `form="recursion"` unrolls the
+one-step recursion that `bkd_theory.theory.symbolic` derives, which is never looser: the same for
+T1, the finite-k sum for T3, and the sharper contraction 1 - 2 gamma mu + L gamma^2 calL (T2) or
 1 - 2 gamma mu + 2 L gamma^2 calL (T4) instead of 1 - gamma mu.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from synthetic import validation
 
-THEOREMS = ("T1", "T2", "T3", "T4")
-_QUANTITY = {"T1": "dist2", "T2": "excess_risk", "T3": "dist2", "T4": "excess_risk"}
-_RANGE_TEXT = {"T1": "1/calL", "T2": "mu/(L calL)", "T3": "1/(2 calL)", "T4": "mu/(2 L calL)"}
 _REL_EDGE = 1e-12  # gamma exactly at the edge, up to rounding, is admissible
 
 
-def gamma_max(theorem: str, *, calL: float, mu: float | None = None, L: float | None = None) -> float:
-    """Largest admissible step size of `theorem` (T1: 1/calL, T2: mu/(L calL), T3: 1/(2 calL),
-    T4: mu/(2 L calL))."""
-    theorem = validation.one_of("theorem", str(theorem).upper(), THEOREMS)
-    calL = validation.positive("calL", calL)
-    if theorem == "T1":
-        return 1.0 / calL
-    if theorem == "T3":
-        return 1.0 / (2.0 * calL)
-    mu, L = validation.positive("mu", mu), validation.positive("L", L)
-    return mu / (L * calL) if theorem == "T2" else mu / (2.0 * L * calL)
+@dataclass(frozen=True)
+class Constants:
+    """The constants a bound depends on: mu, L, calL and sigma^2 (unused ones may be None)."""
 
-
-def check_step(theorem: str, gamma: float, *, calL: float, mu: float | None = None, L: float | None = None) -> float:
-    """Return gamma if it is admissible for `theorem`; raise ValueError naming the range otherwise."""
-    gamma = validation.positive("gamma", gamma)
-    gm = gamma_max(theorem, calL=calL, mu=mu, L=L)
-    if gamma > gm * (1 + _REL_EDGE):
-        raise ValueError(f"gamma={gamma:.6g} is outside the admissible range of {theorem.upper()}: "
-                         f"gamma must be in (0, {_RANGE_TEXT[theorem.upper()]}] = (0, {gm:.6g}]")
-    return gamma
+    mu: float
+    calL: float
+    L: float | None = None
+    sigma2: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +49,7 @@ class Bound:
         rate: per-step contraction factor. neighborhood: the k -> inf limit.
         gamma, gamma_max: step size and the largest admissible one. kappa: L / mu when known.
         form: "theorem" (E13-E16 as stated) or "recursion" (the unrolled one-step recursion).
+        contraction: rate^k at the last k (the bound is vacuous where it stays ~1).
     """
 
     theorem: str
@@ -76,6 +62,10 @@ class Bound:
     gamma_max: float
     kappa: float | None
     form: str
+
+    @property
+    def contraction(self) -> float:
+        return float(self.rate ** float(self.k[-1]))
 
     def to_dict(self) -> dict[str, Any]:
         return {"theorem": self.theorem, "quantity": self.quantity, "rate": self.rate, "neighborhood": self.neighborhood,
@@ -90,77 +80,86 @@ def _iterations(k: Any) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _curve(theorem: str, k: Any, start: float, rate: float, add: float, gamma: float, gm: float,
-           kappa: float | None, form: str) -> Bound:
-    k = _iterations(k)
-    rk = rate ** k.astype(np.float64)
-    if form == "theorem" or add == 0.0:
-        neigh = add / (1.0 - rate) if add else 0.0
-        vals = rk * start + neigh
-    else:
-        neigh = add / (1.0 - rate)
-        vals = rk * start + neigh * (1.0 - rk)
-    return Bound(theorem, _QUANTITY[theorem], k, vals, float(rate), float(neigh), gamma, gm, kappa, form)
+@dataclass(frozen=True)
+class Theorem:
+    """One of T1-T4: its quantity, assumptions, step-size range and one-step recursion.
 
-
-def _form(form: str) -> str:
-    return validation.one_of("form", form, ("theorem", "recursion"))
-
-
-def bound_t1(gamma: float, *, mu: float, calL: float, dist0: float, k: Any, form: str = "theorem") -> Bound:
-    """T1 (E13): E||theta_k - theta*||^2 <= (1 - gamma mu)^k ||theta_0 - theta*||^2.
-
-    Assumptions: bcp targets (interpolation: every per-sample gradient vanishes at theta*), F
-    mu-strongly quasi-convex, expected smoothness calL, 0 < gamma <= 1/calL.
+    Attributes:
+        name, tag: "T1", "E13". quantity: what it bounds. interpolation: it needs bcp targets.
+        needs_L: the range and rate use L (T2, T4). range_text: the admissible range as written.
+        gamma_max: c -> the largest admissible gamma. sharp_rate: (gamma, c) -> the recursion's rate.
+        additive: (gamma, c) -> the constant added per step (0 under interpolation).
+        statement: the bound as a sentence.
     """
-    mu, d0 = validation.positive("mu", mu), validation.nonnegative("dist0", dist0)
-    gamma = check_step("T1", gamma, calL=calL)
-    return _curve("T1", k, d0, 1.0 - gamma * mu, 0.0, gamma, gamma_max("T1", calL=calL), None, _form(form))
+
+    name: str
+    tag: str
+    quantity: str
+    interpolation: bool
+    needs_L: bool
+    range_text: str
+    gamma_max: Callable[[Constants], float] = field(repr=False)
+    sharp_rate: Callable[[float, Constants], float] = field(repr=False)
+    additive: Callable[[float, Constants], float] = field(repr=False)
+    statement: str = ""
+
+    def check_step(self, gamma: float, c: Constants) -> float:
+        """Return gamma if it is admissible; raise ValueError naming the range otherwise."""
+        gamma = validation.positive("gamma", gamma)
+        gm = self.admissible(c)
+        if gamma > gm * (1 + _REL_EDGE):
+            raise ValueError(f"gamma={gamma:.6g} is outside the admissible range of {self.name}: "
+                             f"gamma must be in (0, {self.range_text}] = (0, {gm:.6g}]")
+        return gamma
+
+    def admissible(self, c: Constants) -> float:
+        """The largest admissible step size for the constants `c`."""
+        validation.positive("calL", c.calL)
+        if self.needs_L:
+            validation.positive("mu", c.mu)
+            validation.positive("L", c.L)
+        return float(self.gamma_max(c))
+
+    def curve(self, gamma: float, c: Constants, start: float, k: Any, form: str = "theorem") -> Bound:
+        """The bound at iterations k from `start` (d0 = ||theta_0 - theta*||^2 or e0 = F(theta_0) - F*)."""
+        form = validation.one_of("form", form, ("theorem", "recursion"))
+        validation.positive("mu", c.mu)
+        validation.nonnegative("dist0" if self.quantity == "dist2" else "gap0", start)
+        validation.nonnegative("sigma2", c.sigma2)
+        gamma = self.check_step(gamma, c)
+        k = _iterations(k)
+        rate = 1.0 - gamma * c.mu if form == "theorem" else float(self.sharp_rate(gamma, c))
+        add = float(self.additive(gamma, c))
+        rk = rate ** k.astype(np.float64)
+        if form == "theorem" or add == 0.0:  # E13-E16 as stated: rate^k x0 + add / (gamma mu)
+            neigh = add / (gamma * c.mu) if add else 0.0
+            vals = rk * start + neigh
+        else:
+            neigh = add / (1.0 - rate)
+            vals = rk * start + neigh * (1.0 - rk)
+        kappa = c.L / c.mu if c.L is not None else None
+        return Bound(self.name, self.quantity, k, vals, float(rate), float(neigh), gamma, self.admissible(c), kappa, form)
+
+    def neighborhood(self, gamma: float, c: Constants) -> float:
+        """The k -> inf value of the stated bound (0 for T1/T2); refuses outside the range."""
+        return self.curve(gamma, c, 0.0, [0]).neighborhood
 
 
-def bound_t2(gamma: float, *, mu: float, L: float, calL: float, gap0: float, k: Any, form: str = "theorem") -> Bound:
-    """T2 (E14): E[F(theta_k) - F*] <= (1 - gamma mu)^k (F(theta_0) - F*).
-
-    Assumptions: bcp targets (interpolation), F L-smooth and mu-PL, expected smoothness calL,
-    0 < gamma <= mu / (L calL). `form="recursion"`: rate 1 - 2 gamma mu + L gamma^2 calL.
-    """
-    mu, L, e0 = validation.positive("mu", mu), validation.positive("L", L), validation.nonnegative("gap0", gap0)
-    gamma = check_step("T2", gamma, calL=calL, mu=mu, L=L)
-    rate = 1.0 - gamma * mu if _form(form) == "theorem" else 1.0 - 2 * gamma * mu + L * gamma**2 * calL
-    return _curve("T2", k, e0, rate, 0.0, gamma, gamma_max("T2", calL=calL, mu=mu, L=L), L / mu, form)
-
-
-def bound_t3(gamma: float, *, mu: float, calL: float, sigma2: float, dist0: float, k: Any, form: str = "theorem") -> Bound:
-    """T3 (E15): E||theta_k - theta*||^2 <= (1 - gamma mu)^k ||theta_0 - theta*||^2 + 2 gamma sigma^2 / mu.
-
-    Assumptions: any unbiased teacher (sigma^2 = sigma_T^2 > 0), F mu-strongly quasi-convex,
-    expected smoothness calL, 0 < gamma <= 1/(2 calL). `form="recursion"`: the finite-k sum
-    2 gamma^2 sigma^2 (1 - (1 - gamma mu)^k) / (gamma mu).
-    """
-    mu, d0 = validation.positive("mu", mu), validation.nonnegative("dist0", dist0)
-    s2 = validation.nonnegative("sigma2", sigma2)
-    gamma = check_step("T3", gamma, calL=calL)
-    return _curve("T3", k, d0, 1.0 - gamma * mu, 2 * gamma**2 * s2, gamma, gamma_max("T3", calL=calL), None, _form(form))
+THEOREMS: dict[str, Theorem] = {t.name: t for t in (
+    Theorem("T1", "E13", "dist2", True, False, "1/calL", lambda c: 1.0 / c.calL,
+            lambda g, c: 1.0 - g * c.mu, lambda g, c: 0.0, "E||theta_k - theta*||^2 <= (1 - gamma mu)^k d0"),
+    Theorem("T2", "E14", "excess_risk", True, True, "mu/(L calL)", lambda c: c.mu / (c.L * c.calL),
+            lambda g, c: 1.0 - 2 * g * c.mu + c.L * g**2 * c.calL, lambda g, c: 0.0,
+            "E[F_k - F*] <= (1 - gamma mu)^k e0"),
+    Theorem("T3", "E15", "dist2", False, False, "1/(2 calL)", lambda c: 1.0 / (2.0 * c.calL),
+            lambda g, c: 1.0 - g * c.mu, lambda g, c: 2 * g**2 * c.sigma2,
+            "E||theta_k - theta*||^2 <= (1 - gamma mu)^k d0 + 2 gamma sigma^2 / mu"),
+    Theorem("T4", "E16", "excess_risk", False, True, "mu/(2 L calL)", lambda c: c.mu / (2.0 * c.L * c.calL),
+            lambda g, c: 1.0 - 2 * g * c.mu + 2 * c.L * g**2 * c.calL, lambda g, c: c.L * g**2 * c.sigma2,
+            "E[F_k - F*] <= (1 - gamma mu)^k e0 + L gamma sigma^2 / mu"),
+)}
 
 
-def bound_t4(gamma: float, *, mu: float, L: float, calL: float, sigma2: float, gap0: float, k: Any,
-             form: str = "theorem") -> Bound:
-    """T4 (E16): E[F(theta_k) - F*] <= (1 - gamma mu)^k (F(theta_0) - F*) + L gamma sigma^2 / mu.
-
-    Assumptions: any unbiased teacher, F L-smooth and mu-PL, expected smoothness calL,
-    0 < gamma <= mu / (2 L calL). `form="recursion"`: rate 1 - 2 gamma mu + 2 L gamma^2 calL and
-    neighborhood L gamma sigma^2 / (2 (mu - L gamma calL)), at most E16's.
-    """
-    mu, L, e0 = validation.positive("mu", mu), validation.positive("L", L), validation.nonnegative("gap0", gap0)
-    s2 = validation.nonnegative("sigma2", sigma2)
-    gamma = check_step("T4", gamma, calL=calL, mu=mu, L=L)
-    rate = 1.0 - gamma * mu if _form(form) == "theorem" else 1.0 - 2 * gamma * mu + 2 * L * gamma**2 * calL
-    return _curve("T4", k, e0, rate, L * gamma**2 * s2, gamma, gamma_max("T4", calL=calL, mu=mu, L=L), L / mu, form)
-
-
-def neighborhood(theorem: str, gamma: float, *, mu: float, calL: float, sigma2: float, L: float | None = None) -> float:
-    """The k -> inf value of T3 (2 gamma sigma^2 / mu) or T4 (L gamma sigma^2 / mu); refuses outside the range."""
-    theorem = validation.one_of("theorem", str(theorem).upper(), ("T3", "T4"))
-    if theorem == "T3":
-        return bound_t3(gamma, mu=mu, calL=calL, sigma2=sigma2, dist0=0.0, k=[0]).neighborhood
-    return bound_t4(gamma, mu=mu, L=L, calL=calL, sigma2=sigma2, gap0=0.0, k=[0]).neighborhood
+def theorem(name: str) -> Theorem:
+    """The theorem `name` ("T1".."T4"); ValueError naming the choices."""
+    return THEOREMS[validation.one_of("theorem", str(name).upper(), tuple(THEOREMS))]

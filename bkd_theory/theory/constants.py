@@ -26,7 +26,8 @@ from synthetic.base import Estimate
 from synthetic.features import augmented
 
 from .. import rng as rng_mod
-from .predictions import DEFAULT_N_MC, log_jacobians, sample_inputs, theta_star
+from .integrate import Nodes
+from .predictions import DEFAULT_N_MC, model, nodes_or_mc, sample_inputs, theta_star
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -35,48 +36,35 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def hessian_at_optimum(task: "Task", student: "Student", *, n_mc: int = DEFAULT_N_MC, seed: int = 0,
-                       method: str = "auto") -> np.ndarray:
-    """Population Hessian of F at theta* `[P, P]`, Monte Carlo over n_mc inputs.
+                       method: str = "auto", at: Nodes | None = None) -> np.ndarray:
+    """Population Hessian of F at theta* `[P, P]`, on the nodes `at` (default: n_mc Monte Carlo inputs).
 
     By linearity of E1 in t, the Hessian of F_T is the same for every unbiased teacher whose targets
     sum to 1 in mean; it is computed with bcp targets t = p(x).
 
     Args:
-        method: "student" (`student.hessian`), "linear" (E[(diag p - p p^T) kron xt xt^T] on the free
-            rows, for a student with a feature model), "fisher" (E[G diag(p) G^T] from
-            `prob_jacobian`, the identity Fisher = Hessian at a realizable optimum), or "auto"
-            (linear if possible, else student).
+        method: "linear" (E[(diag p - p p^T) kron xt xt^T] on the free rows, from the student's
+            feature model), "fisher" (E[G diag(p) G^T] from `prob_jacobian`, the identity Fisher =
+            Hessian at a realizable optimum), "student" (`student.hessian`, exact points only), or
+            "auto" (linear if the student has a feature model, else student).
     """
     method = validation.one_of("method", method, ("auto", "student", "linear", "fisher"))
     fm = student.feature_model()
     if method == "auto":
         method = "linear" if fm is not None else "student"
-    x, _, p = sample_inputs(task, n_mc, seed)
-    P = student.num_params
-    H = np.zeros((P, P))
-    if method == "linear":
-        if fm is None:
-            raise ValueError(f"method='linear' needs a student with a feature model, got {student.spec!r}")
-        xt = fm.features(x)
-        D = xt.shape[1]
-        rows = P // D
-        # sum_n (diag p_n - p_n p_n^T) kron xt_n xt_n^T on the free rows: block diagonal minus z^T z
-        z = (p[:, :rows, None] * xt[:, None, :]).reshape(len(x), P)
-        H = -z.T @ z
-        for k in range(rows):
-            H[k * D:(k + 1) * D, k * D:(k + 1) * D] += (xt * p[:, k:k + 1]).T @ xt
-        H /= len(x)
-    elif method == "fisher":
-        for rows_, Gt in log_jacobians(student, theta_star(task, student), x, p):
-            H += np.einsum("nkp,nk,nkq->pq", Gt, p[rows_], Gt)
-        H /= len(x)
-    else:
-        theta = theta_star(task, student)
-        for start in range(0, len(x), 1024):
-            sl = slice(start, min(start + 1024, len(x)))
-            h = student.hessian(theta, torch.as_tensor(x[sl], dtype=student.dtype), torch.as_tensor(p[sl], dtype=student.dtype))
-            H += h.detach().to(torch.float64).numpy() * (sl.stop - sl.start)
-        H /= len(x)
+    nodes = nodes_or_mc(task, n_mc, seed, at)
+    if method in ("linear", "fisher"):
+        g = model(task, student, nodes, "linear" if method == "linear" else "jacobian")
+        return g.second_moment(np.einsum("nk,kl->nkl", nodes.p, np.eye(nodes.p.shape[1])))
+    if not nodes.exact:
+        raise ValueError("method='student' needs exact points (Monte Carlo, or quadrature over the whole space)")
+    theta, P, H = theta_star(task, student), student.num_params, np.zeros((student.num_params,) * 2)
+    for start in range(0, len(nodes.x), 1024):
+        sl = slice(start, min(start + 1024, len(nodes.x)))
+        m = sl.stop - sl.start  # the loss is linear in t: targets w_n m p_n make the chunk's mean sum_n w_n H_n
+        t = nodes.p[sl] * (nodes.w[sl] * m)[:, None]
+        h = student.hessian(theta, torch.as_tensor(nodes.x[sl], dtype=student.dtype), torch.as_tensor(t, dtype=student.dtype))
+        H += h.detach().to(torch.float64).numpy()
     return 0.5 * (H + H.T)
 
 

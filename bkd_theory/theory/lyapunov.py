@@ -26,7 +26,8 @@ from synthetic.base import Estimate
 
 from .. import rng as rng_mod
 from .constants import null_basis
-from .predictions import log_jacobians, theta_star
+from .integrate import Nodes
+from .predictions import model, theta_star
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -86,9 +87,7 @@ def top_lyapunov_exponents(task: "Task", student: "Student", gammas: np.ndarray,
         xs = [task.sample(m * b, rng)[0] for rng in rngs]
         x = np.concatenate(xs)
         p = np.exp(task.log_bcp(x))
-        U = np.empty((len(x), P, p.shape[1]))
-        for rows, Gt in log_jacobians(student, theta, x, p):
-            U[rows] = (Gt * np.sqrt(p[rows])[:, :, None]).transpose(0, 2, 1)
+        U = model(task, student, Nodes(x, p, np.full(len(x), 1.0 / len(x)), None, "replica inputs"), theta=theta).factors()
         U = U.reshape(R, m, b, P, -1)
         for i in range(m):
             Ui = U[:, i]  # [R, b, P, K]

@@ -101,7 +101,7 @@ class _SecondOrder:
         lam, V = np.linalg.eigh(Hr)
         self.Q, self.V, self.lam, self.b = Q, V, lam, batch
         self.Ut = np.einsum("pr,npk->nrk", Q @ V, U)  # per-sample factors in the eigenbasis [N, r, K]
-        self.w = weights / len(U)  # E[s^2 | x_n] / N
+        self.w = weights  # w_n E[s^2 | x_n]: node weight times the mean squared target sum
         self.D = lam[:, None] + lam[None, :]
 
     def M(self, S: np.ndarray) -> np.ndarray:
@@ -123,14 +123,19 @@ class _SecondOrder:
         return W.T @ A @ W
 
 
+def _weights(U: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    return np.full(len(U), 1.0 / len(U)) if weights is None else np.asarray(weights, dtype=float)
+
+
 def mean_square_threshold(H: np.ndarray, U: np.ndarray, weights: np.ndarray | None = None, batch: int = 1, *,
                           Q: np.ndarray | None = None, iters: int = 200, rtol: float = 1e-6) -> float:
     """gamma_ms = 1 / rho(L^{-1} M): above it the second moment of linearised SGD diverges.
 
     rho by power iteration (the map is positive, so the Perron eigenvector is PSD). U `[N, P, K]`
-    are per-sample Hessian factors, H_x = U U^T; weights `[N]` are E[s^2 | x_n] (default 1).
+    are per-node Hessian factors, H_x = U U^T; weights `[N]` are w_n E[s^2 | x_n] with node
+    weights w_n summing to 1 (default uniform 1/N, s = 1).
     """
-    op = _SecondOrder(H, U, np.ones(len(U)) if weights is None else weights, batch, Q)
+    op = _SecondOrder(H, U, _weights(U, weights), batch, Q)
     S = np.eye(len(op.lam))
     rho = 0.0
     for _ in range(iters):
@@ -150,13 +155,14 @@ def corrected_covariance(H: np.ndarray, C: np.ndarray, U: np.ndarray, gamma: flo
 
     Args:
         H, C: Hessian and gradient second moment at theta* `[P, P]`.
-        U: per-sample Hessian factors `[N, P, K]` (H_x = U U^T) on the Monte Carlo inputs.
+        U: per-node Hessian factors `[N, P, K]` (H_x = U U^T).
         gamma: step size (gamma / (1 - beta) for momentum, first order). batch: b.
-        weights: E[(sum t)^2 | x_n] `[N]` (default 1; additive noise: 1 + K nu).
+        weights: w_n E[(sum t)^2 | x_n] `[N]`, node weights w_n summing to 1 (default uniform 1/N
+            with sum t = 1; additive noise: E (sum t)^2 = 1 + K nu).
         Q: basis of the range of H (full gauge).
     """
     H, C, gamma, b = _check(H, C, gamma, batch)
-    op = _SecondOrder(H, U, np.ones(len(U)) if weights is None else np.asarray(weights, float), b, Q)
+    op = _SecondOrder(H, U, _weights(U, weights), b, Q)
     r = len(op.lam)
     rhs = gamma * op.to_eigen(C) / (b * op.D)
 
