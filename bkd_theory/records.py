@@ -13,13 +13,26 @@ shared evaluation sample also keep their per-point values (mean over chains) `[T
   and a run long enough for the slowest modes the quantity weighs (`relaxation`: the eigenvalues of
   H at theta*, the quantity weighing mode i by lambda_i^power, `RELAXATION_POWER`); the reason is
   given when it is false.
-`save`/`load` use CSV + JSON (+ .npy for the per-point values), no pickle; floats round-trip.
+A chain that diverged (`engine.divergence`: non-finite, a blow-up of ||theta - theta*|| or of the
+excess risk) has its step in `diverged_step` and its reason in `diverged_reason`; summaries use the
+surviving chains only and say how many there are.
+`save`/`load` use CSV + JSON (+ .npz for the per-point values), no pickle; floats round-trip. JSON is
+strict (`strict_json`: a non-finite float becomes null, its path listed under "nonfinite"), and a
+record is written atomically: every file goes to a temporary name first, run.json (which holds
+the SHA-256 of the other files) is renamed into place last, and `load` checks the digests, so an
+interrupted save leaves the previous record or none, never a mixture.
 """
 from __future__ import annotations
 
+import contextlib
+import glob
+import hashlib
+import io
 import json
 import math
+import os
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +46,66 @@ FORMAT_VERSION = 2
 #: how strongly each quantity weighs mode i of H: lambda_i^power (None: it does not depend on theta_k)
 RELAXATION_POWER = {"dist2": 0.0, "excess_risk": 1.0, "val_loss": 1.0, "accuracy": 1.0, "bayes_agreement": 1.0,
                     "ece": 1.0, "grad_second_moment": 2.0, "grad_cov_trace": 2.0, "sigma2_at_optimum": None}
+
+
+def strict_json(obj: Any, nonfinite: dict[str, str] | None = None, path: str = "") -> Any:
+    """`obj` as strict-JSON data: every NaN / inf float becomes None, and its path (dotted keys,
+    list indices) goes into `nonfinite` with "nan", "inf" or "-inf" as the reason."""
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        if math.isfinite(v):
+            return v
+        if nonfinite is not None:
+            nonfinite[path or "."] = "nan" if v != v else ("inf" if v > 0 else "-inf")
+        return None
+    if isinstance(obj, dict):
+        return {str(k): strict_json(v, nonfinite, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v, nonfinite, f"{path}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return strict_json(obj.tolist(), nonfinite, path)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def file_mode() -> int:
+    """The permissions a plain `open(path, "w")` would give a new file (0o666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def temp_file(target: Path, data: bytes) -> str:
+    """Write `data` to a new temporary file beside `target` (fsync'd, `file_mode()`); return its path."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` to `path` through a temporary file in the same directory (fsync, rename): the
+    file is either the old one or the complete new one. Returns the path."""
+    target = Path(path)
+    tmp = temp_file(target, data.encode() if isinstance(data, str) else data)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
 
 
 def versions() -> dict[str, str]:
@@ -53,6 +126,8 @@ class Run:
         config: the full `RunConfig` as a plain dict (`RunConfig.from_dict(run.config)` rebuilds it).
         seed: the run's seed. versions: package versions. wall_time: seconds, setup to last step.
         diverged_step: `[R]` int, the step at which each chain diverged (-1 = never).
+        diverged_reason: `[R]` str, why ("non-finite", "distance", "excess_risk"; "" = never).
+        divergence: the rule that was applied (`engine.divergence.Divergence.describe`), or None.
         theta_final: `[R, P]` float64, final parameters (a diverged chain's last finite value).
         chains: `[R]` global chain indices (first_chain + r).
         records: quantity -> (steps `[T]` int, values `[T, R]` float64).
@@ -71,6 +146,8 @@ class Run:
     records: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     points: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     relaxation: dict[str, Any] | None = None
+    diverged_reason: list[str] = field(default_factory=list)
+    divergence: dict[str, Any] | None = None
 
     @property
     def quantities(self) -> list[str]:
@@ -110,11 +187,24 @@ class Run:
         Returns:
             {"quantities": {q: {value, se, se_chains, se_eval, eval_error, stationary,
              stationary_reason, drift, drift_se, chains, window: [first, last], points}},
-             "diverged_chains", "chains", "steps", "wall_time"}
+             "diverged_chains", "surviving_chains", "diverged_step" `[R]` (-1 = never),
+             "diverged_reason" `[R]`, "note" (a sentence when chains diverged, else None),
+             "chains", "steps", "wall_time"}. Values are over the surviving chains only.
         """
-        ok = np.asarray(self.diverged_step) < 0
+        steps_d = np.asarray(self.diverged_step, dtype=np.int64)
+        ok = steps_d < 0
         out = {q: self._entry(q, np.asarray(s), v[:, ok], window) for q, (s, v) in self.records.items()}
-        return {"quantities": out, "diverged_chains": self.diverged_chains, "chains": int(len(self.chains)),
+        R, d = int(len(self.chains)), self.diverged_chains
+        reasons = list(self.diverged_reason) or ["" if s < 0 else "non-finite" for s in steps_d]
+        note = None
+        if d:
+            first = int(steps_d[~ok].min())
+            why = ", ".join(sorted({r for r in reasons if r}))
+            note = (f"{d} of {R} chains diverged (first at step {first}; {why}); every value is over the "
+                    f"{R - d} surviving chains" if d < R else f"all {R} chains diverged (first at step {first}; {why}): "
+                    "no value can be given")
+        return {"quantities": out, "diverged_chains": d, "surviving_chains": R - d, "chains": R,
+                "diverged_step": steps_d.tolist(), "diverged_reason": reasons, "note": note,
                 "steps": int(self.config.get("steps", -1)), "wall_time": float(self.wall_time)}
 
     def _entry(self, q: str, steps: np.ndarray, vals: np.ndarray, window: int | float | None) -> dict[str, Any]:
@@ -143,6 +233,10 @@ class Run:
         return float(avg.std(ddof=1) / math.sqrt(len(avg))), f"added variance term over the {len(avg)} shared evaluation points"
 
     def _stationary(self, q: str, steps: np.ndarray, vals: np.ndarray, e: dict[str, Any]) -> tuple[bool | None, str]:
+        if vals.shape[1] == 0:
+            return None, "cannot be judged: no surviving chain (every chain diverged)"
+        if e["chains"] == 0:
+            return None, "cannot be judged: no chain has finite values over the window (not defined for this run)"
         if not math.isfinite(e["drift"]) or not math.isfinite(e["drift_se"]):
             return None, "cannot be judged: fewer than 4 recorded steps in the window or fewer than 2 chains"
         if abs(e["drift"]) > Z * e["drift_se"] and abs(e["drift"]) > 1e-12 * max(1.0, abs(e["value"])):
@@ -161,34 +255,46 @@ class Run:
 
     def measured(self, window: int | float | None = None) -> dict[str, Any]:
         """Flat summary for `bkd run --json`: q, q_se, q_stationary, q_stationary_reason for every
-        quantity, diverged_chains and chains."""
+        quantity, then diverged_chains, surviving_chains, chains, diverged_step `[R]`,
+        diverged_reason `[R]` and note."""
         s = self.summary(window)
         flat: dict[str, Any] = {}
         for q, e in s["quantities"].items():
             flat[q], flat[f"{q}_se"] = e["value"], e["se"]
             flat[f"{q}_se_eval"] = e["se_eval"]
             flat[f"{q}_stationary"], flat[f"{q}_stationary_reason"] = e["stationary"], e["stationary_reason"]
-        flat["diverged_chains"], flat["chains"] = s["diverged_chains"], s["chains"]
+        for key in ("diverged_chains", "surviving_chains", "chains", "diverged_step", "diverged_reason", "note"):
+            flat[key] = s[key]
         return flat
 
     def save(self, path: str | Path) -> Path:
-        """Write run.json (config, seed, versions, wall time, diverged steps, chains, relaxation),
-        records.csv (tidy table), theta_final.csv and points.npz into directory `path`."""
+        """Write run.json (config, seed, versions, wall time, diverged steps and reasons, chains,
+        relaxation, the SHA-256 of the other files), records.csv (tidy table), theta_final.csv and
+        points.npz into directory `path`, atomically (module docstring). Returns the directory."""
         d = Path(path)
         d.mkdir(parents=True, exist_ok=True)
         rel = None if self.relaxation is None else {
             "eigenvalues": np.asarray(self.relaxation["eigenvalues"]).tolist(), "method": self.relaxation["method"],
             "decay": {str(k): float(v) for k, v in self.relaxation["decay"].items()}}
-        meta = {"format": FORMAT_VERSION, "config": self.config, "seed": int(self.seed), "versions": self.versions,
-                "wall_time": float(self.wall_time), "diverged_step": np.asarray(self.diverged_step).tolist(),
-                "chains": np.asarray(self.chains).tolist(), "quantities": self.quantities, "relaxation": rel,
-                "points": list(self.points)}
-        (d / "run.json").write_text(json.dumps(meta, indent=2, allow_nan=True))
-        self.table().to_csv(d / "records.csv", index=False, float_format="%.17g")
-        np.savetxt(d / "theta_final.csv", np.atleast_2d(self.theta_final), delimiter=",", fmt="%.17g")
+        files = {"records.csv": self.table().to_csv(index=False, float_format="%.17g").encode()}
+        buf = io.StringIO()
+        np.savetxt(buf, np.atleast_2d(self.theta_final), delimiter=",", fmt="%.17g")
+        files["theta_final.csv"] = buf.getvalue().encode()
         arrays = {f"{q}.steps": np.asarray(s) for q, (s, _) in self.points.items()}
         arrays.update({f"{q}.values": np.asarray(v) for q, (_, v) in self.points.items()})
-        np.savez(d / "points.npz", **arrays)
+        raw = io.BytesIO()
+        np.savez(raw, **arrays)
+        files["points.npz"] = raw.getvalue()
+        nonfinite: dict[str, str] = {}
+        meta = strict_json({"format": FORMAT_VERSION, "config": self.config, "seed": int(self.seed),
+                            "versions": self.versions, "wall_time": float(self.wall_time),
+                            "diverged_step": np.asarray(self.diverged_step).tolist(),
+                            "diverged_reason": list(self.diverged_reason), "divergence": self.divergence,
+                            "chains": np.asarray(self.chains).tolist(), "quantities": self.quantities, "relaxation": rel,
+                            "points": list(self.points)}, nonfinite)
+        meta["nonfinite"] = nonfinite
+        meta["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+        replace_files(d, {**files, "run.json": json.dumps(meta, indent=2, allow_nan=False).encode()})
         return d
 
     @classmethod
@@ -198,6 +304,10 @@ class Run:
         if not (d / "run.json").is_file():
             raise ValueError(f"path must be a directory written by Run.save (no run.json in {str(d)!r})")
         meta = json.loads((d / "run.json").read_text())
+        for name, digest in (meta.get("files") or {}).items():
+            if not (d / name).is_file() or hashlib.sha256((d / name).read_bytes()).hexdigest() != digest:
+                raise ValueError(f"path {str(d)!r}: the run record is incomplete or was modified ({name} does not "
+                                 "match run.json); save it again")
         chains = np.asarray(meta["chains"], dtype=np.int64)
         table = pd.read_csv(d / "records.csv", dtype={"step": np.int64, "chain": np.int64, "quantity": str, "value": np.float64})
         records = {}
@@ -211,8 +321,36 @@ class Run:
                 points = {q: (z[f"{q}.steps"], z[f"{q}.values"]) for q in meta.get("points", [])}
         rel = meta.get("relaxation")
         if rel is not None:
-            rel = {"eigenvalues": np.asarray(rel["eigenvalues"]), "method": rel["method"],
-                   "decay": {int(k): float(v) for k, v in rel["decay"].items()}}
+            rel = {"eigenvalues": np.asarray(rel["eigenvalues"], dtype=np.float64), "method": rel["method"],
+                   "decay": {int(k): math.nan if v is None else float(v) for k, v in rel["decay"].items()}}
         return cls(config=meta["config"], seed=meta["seed"], versions=meta["versions"], wall_time=meta["wall_time"],
                    diverged_step=np.asarray(meta["diverged_step"], dtype=np.int64), theta_final=theta, chains=chains,
-                   records=records, points=points, relaxation=rel)
+                   records=records, points=points, relaxation=rel, diverged_reason=list(meta.get("diverged_reason", [])),
+                   divergence=meta.get("divergence"))
+
+
+def replace_files(d: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write `files` (name -> bytes) into directory `d`, the last one last: all go to temporary names
+    first (an interrupt there leaves the previous files untouched and no temporary behind; a kill
+    leaves temporaries that the next save removes); then the old last file (the record's index:
+    run.json, <ID>.json) is removed, the others are renamed into place and the last one after
+    them. Returns the paths in the order of `files`."""
+    names = list(files)
+    temps: dict[str, str] = {}
+    try:
+        for name in names:
+            temps[name] = temp_file(d / name, files[name])
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(d / names[-1])
+        for name in names:
+            os.replace(temps[name], d / name)
+            del temps[name]
+    finally:
+        for tmp in temps.values():
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    for name in names:  # temporaries of an earlier save that was killed (kill -9 skips the cleanup above)
+        for stale in d.glob(f".{glob.escape(name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    return [d / name for name in names]

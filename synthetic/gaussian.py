@@ -38,6 +38,32 @@ def _priors(priors: Any, K: int) -> np.ndarray:
     return pi / pi.sum()
 
 
+def _overflow_safe(log_p: np.ndarray, x: np.ndarray, a: np.ndarray | None, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """`log_p` `[N, K]` with its non-finite rows recomputed from the logits c_k + b_k x - a_k x^2 / 2.
+
+    Rows whose logits overflow (|x| ~ 1e155 squares to inf) are computed at scale s = max_j |x_j|:
+    with u = x / s, the logits are s^2 m_k, m_k = c_k / s^2 + b_k u / s - a_k u^2 / 2 (s m_k for
+    linear logits, `a` None), and log p_k = s^2 (m_k - max m) - log(#ties): the limit the exact
+    value rounds to in float64. Rows that were finite are returned unchanged, bit for bit.
+    """
+    bad = ~np.all(np.isfinite(log_p), axis=1)
+    if not bad.any():
+        return log_p
+    xb = x[bad]
+    scale = np.max(np.abs(xb), axis=1)[:, None]
+    u = xb / scale
+    with np.errstate(over="ignore", invalid="ignore"):  # scale^2 may be inf; inf * 0 is masked below
+        if a is None:
+            power, m = scale, c / scale + u @ b.T
+        else:
+            power, m = scale**2, c / scale**2 + (u @ b.T) / scale - 0.5 * (u**2) @ a.T
+        d = m - m.max(axis=1, keepdims=True)
+        z = np.where(d == 0.0, 0.0, power * d)
+    out = np.array(log_p, dtype=np.float64)
+    out[bad] = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    return out
+
+
 def _triangle_means() -> np.ndarray:
     """Return the means 1.5 (cos 2 pi k/3, sin 2 pi k/3), k = 0, 1, 2, as `[3, 2]`."""
     angle = 2.0 * np.pi * np.arange(3) / 3.0
@@ -104,7 +130,9 @@ class GaussianMixture(_GaussianClasses):
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         x = self._check_x(x)
         W = self.logit_weights("linear")
-        return self._normalise(x @ W[:, :-1].T + W[:, -1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            log_p = self._normalise(x @ W[:, :-1].T + W[:, -1])
+        return _overflow_safe(log_p, x, None, W[:, :-1], W[:, -1])
 
     def logit_weights(self, features: str = "linear") -> np.ndarray:
         K, d = self.means.shape
@@ -157,9 +185,12 @@ class HeteroscedasticGaussian(_GaussianClasses):
     def log_bcp(self, x: np.ndarray) -> np.ndarray:
         x = self._check_x(x)
         v, mu = self.variances, self.means
-        logits = (np.log(self.priors) - 0.5 * np.sum(np.log(v), axis=1)
-                  - 0.5 * np.sum((x[:, None, :] - mu[None]) ** 2 / v[None], axis=2))
-        return self._normalise(logits)
+        with np.errstate(over="ignore", invalid="ignore"):
+            logits = (np.log(self.priors) - 0.5 * np.sum(np.log(v), axis=1)
+                      - 0.5 * np.sum((x[:, None, :] - mu[None]) ** 2 / v[None], axis=2))
+            log_p = self._normalise(logits)
+        c = np.log(self.priors) - 0.5 * np.sum(np.log(v), axis=1) - 0.5 * np.sum(mu**2 / v, axis=1)
+        return _overflow_safe(log_p, x, 1.0 / v, mu / v, c)
 
     def logit_weights(self, features: str = "linear") -> np.ndarray:
         K, d = self.means.shape

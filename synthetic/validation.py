@@ -1,14 +1,25 @@
 """Argument checks shared by `synthetic` and `bkd_theory`.
 
 Every check raises `ValueError` naming the parameter and its allowed range; none uses `assert`.
-This module sits at the bottom of the dependency chain so both packages can use it.
+Booleans are refused where numbers are expected (`True` is not the number 1 here). This module
+sits at the bottom of the dependency chain so both packages can use it; `ConfigError` (a
+`ValueError`) is the project's error for a configuration that cannot be run as given.
 """
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run as given (bad value, unknown name, too large to run).
+
+    A `ValueError`, so every API promise "bad input raises ValueError" covers it; the message names
+    the parameter and what would be accepted.
+    """
 
 
 def positive(name: str, value: float) -> float:
@@ -27,14 +38,22 @@ def nonnegative(name: str, value: float) -> float:
     return v
 
 
-def in_interval(name: str, value: float, lo: float, hi: float, *, closed: bool = True) -> float:
-    """Return `value` if it lies in [lo, hi] (or (lo, hi) when `closed` is False)."""
+def in_interval(name: str, value: float, lo: float, hi: float, *, closed: bool = True,
+                upper_open: bool = False) -> float:
+    """Return `value` if it lies in [lo, hi] (or (lo, hi) when `closed` is False, [lo, hi) when
+    `upper_open` is True)."""
     v = _finite_float(name, value)
-    ok = lo <= v <= hi if closed else lo < v < hi
+    if upper_open:
+        ok, br = lo <= v < hi, ("[", ")")
+    else:
+        ok, br = (lo <= v <= hi, ("[", "]")) if closed else (lo < v < hi, ("(", ")"))
     if not ok:
-        br = ("[", "]") if closed else ("(", ")")
-        raise ValueError(f"{name} must be in {br[0]}{lo}, {hi}{br[1]}, got {value!r}")
+        raise ValueError(f"{name} must be in {br[0]}{_num(lo)}, {_num(hi)}{br[1]}, got {value!r}")
     return v
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))
 
 
 def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -87,6 +106,15 @@ def probability_vectors(name: str, p: Any, *, num_classes: int | None = None, at
     return arr
 
 
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: Any) -> str:
+    """`text` as a string without terminal control characters (escape sequences, bells, NULs;
+    newlines and tabs are kept), so a name read from a file cannot drive the terminal."""
+    return _CONTROL.sub("", str(text))
+
+
 def one_of(name: str, value: Any, allowed: tuple) -> Any:
     """Return `value` if it is in `allowed`."""
     if value not in allowed:
@@ -95,6 +123,8 @@ def one_of(name: str, value: Any, allowed: tuple) -> Any:
 
 
 def _finite_float(name: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number, got the boolean {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):

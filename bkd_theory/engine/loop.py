@@ -10,8 +10,11 @@ minibatch indices, initial parameters) and, inside instruments, from streams key
 (instrument, chain). So chain r follows the same trajectory and records the same numbers alone as
 inside a batch of chains.
 
-A chain whose parameters become non-finite is frozen at its last finite value and marked
-inactive; its step is recorded and the other chains continue. At a recorded step the loop computes
+A chain that diverges is frozen at its last value before the divergence and marked inactive; its
+step and reason are recorded and the other chains continue. Divergence is the stated rule of
+`engine.divergence`: a non-finite theta, ||theta - theta*||^2 beyond 1e12 times its start (at least
+1 param^2), or, where `excess_risk` is recorded, F - F* beyond its start + log K + 100 nats. A chain
+that never crosses these runs bit for bit as without the rule. At a recorded step the loop computes
 the needs that the due instruments declare, once, calls them with a frozen `StepContext` and
 stores what they return; it never looks at what they compute.
 """
@@ -35,7 +38,9 @@ from ..records import Run, versions
 from ..rng import chain_streams, run_streams
 from .build import Setup, build
 from .config import RunConfig, parse_schedule
+from .divergence import Divergence
 from .feed import Feed
+from .resources import Limits, check, run_cost
 
 __all__ = ["Loop", "run"]
 
@@ -76,6 +81,8 @@ class Loop:
         setup.optimizer.start(self.theta)
         self.active = torch.ones(cfg.chains, dtype=torch.bool)
         self.diverged = torch.full((cfg.chains,), -1, dtype=torch.int64)
+        self.reasons = [""] * cfg.chains
+        self.rule, self.stopped = Divergence.start(self.theta, self.theta_star, task.num_classes), False
         self.bank = StreamBank(cfg.seed, self.chains)
         self.records: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         self.points: dict[str, tuple[list[int], list[np.ndarray]]] = {}
@@ -92,7 +99,7 @@ class Loop:
                           batch_size=self.cfg.batch, eval_set=self.eval_set, active=self.active.clone(), streams=self.bank)
         for name in sorted(set().union(*(frozenset(ins.needs) for ins in due)) - ATTRIBUTES):
             ctx.need(name)  # each shared need once per step, in a fixed order
-        R = self.cfg.chains
+        R, now = self.cfg.chains, {}
         self.decay[step] = self.gamma_sum
         for ins in due:
             for quantity, values in ins.observe(ctx).items():
@@ -104,25 +111,38 @@ class Loop:
                 steps_q, vals_q = self.records.setdefault(quantity, ([], []))
                 steps_q.append(step)
                 vals_q.append(torch.as_tensor(values).detach().to(torch.float64).reshape(R).numpy().copy())
+                now[quantity] = vals_q[-1]
+        blown = torch.from_numpy(self.rule.observed(now)) & self.active
+        if bool(blown.any()):  # rule 3: stopped from this step on, at its current theta
+            self._stop(blown, step, lambda r: "excess_risk")
+            self.active &= ~blown
+            self.setup.optimizer.freeze(~self.active)
 
-    def advance(self, k: int, x: torch.Tensor, t: torch.Tensor, any_inactive: bool) -> bool:
-        """One update (step k -> k + 1) of every chain; returns whether any chain is now inactive."""
+    def _stop(self, newly: torch.Tensor, step: int, why: Any) -> None:
+        """Record `step` and the reason `why(r)` for the chains `newly` `[R]` bool."""
+        self.stopped = True
+        self.diverged[newly] = step
+        for r in torch.nonzero(newly).flatten().tolist():
+            self.reasons[r] = why(r)
+
+    def advance(self, k: int, x: torch.Tensor, t: torch.Tensor) -> None:
+        """One update (step k -> k + 1) of every chain; chains that diverge (rules 1-2) stop here."""
         gamma_k = self.cfg.gamma * self.factor(k)
         self.gamma_sum += gamma_k / (1.0 - self.cfg.momentum)  # heavy ball: gamma / (1 - beta) to first order
         new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, gamma_k, self.spare)
-        finite = torch.isfinite(new.sum(dim=1))  # one pass: a NaN or inf entry makes the sum non-finite
-        if any_inactive or not bool(finite.all()):
-            self.diverged[self.active & ~finite] = k + 1
-            self.active = self.active & finite
-            any_inactive = True
-            new.copy_(torch.where(self.active[:, None], new, self.theta))  # stopped chains keep their last finite theta
+        ok = self.rule.within(new)  # one norm per chain: NaN, inf and blow-ups all fail it
+        if self.stopped or not bool(ok.all()):
+            newly = self.active & ~ok
+            if bool(newly.any()):
+                self._stop(newly, k + 1, lambda r: self.rule.reason(new[r]))
+            self.active = self.active & ok
+            new.copy_(torch.where(self.active[:, None], new, self.theta))  # stopped chains keep their last theta
             self.setup.optimizer.freeze(~self.active)
         self.theta, self.spare = new, self.theta  # double buffer: no allocation per step
-        return any_inactive
 
     def execute(self, progress: bool = False, prefetch: bool = True) -> Run:
         """Run every step, observing on the instruments' schedules; return the record."""
-        cfg, k, any_inactive = self.cfg, 0, False
+        cfg, k = self.cfg, 0
         desc = f"bkd run {cfg.task}/{self.setup.student.spec}/{self.setup.teacher.spec}"
         with tqdm(total=cfg.steps, disable=not progress, desc=desc, unit="step") as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="bkd-feed") as pool:
@@ -136,7 +156,7 @@ class Loop:
                 if prefetch and k + todo < cfg.steps:
                     pending = pool.submit(self.feed.next_page)
                 for i in range(todo):
-                    any_inactive = self.advance(k, xs[i], ts[i], any_inactive)
+                    self.advance(k, xs[i], ts[i])
                     k += 1
                     self.observe(k)
                 bar.update(todo)
@@ -160,6 +180,7 @@ class Loop:
         """The `Run` record of what has been done."""
         return Run(config=self.cfg.to_dict(), seed=self.cfg.seed, versions=versions(),
                    wall_time=time.perf_counter() - self.t0, diverged_step=self.diverged.numpy().copy(),
+                   diverged_reason=list(self.reasons), divergence=self.rule.describe(),
                    theta_final=self.theta.detach().to(torch.float64).numpy().copy(), chains=self.chains.copy(),
                    records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()},
                    points={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.points.items()},
@@ -168,7 +189,7 @@ class Loop:
 
 def run(config: RunConfig | Any | None = None, student: Any | None = None, teacher: Any | None = None, *,
         instruments: Sequence[Instrument] | None = None, progress: bool = False, prefetch: bool = True,
-        threads: int | None = 1, **overrides: Any) -> Run:
+        threads: int | None = 1, limits: Limits | None = Limits(), **overrides: Any) -> Run:
     """Run R independent SGD chains and record the instruments (DESIGN 2.7, 2.9).
 
     Call as `run(RunConfig(...))`, `run(gamma=0.05, teacher="onehot", ...)` (fields of `RunConfig`),
@@ -184,13 +205,17 @@ def run(config: RunConfig | Any | None = None, student: Any | None = None, teach
         prefetch: draw the next page of inputs and targets in a background thread (same results).
         threads: torch intra-op threads while the loop runs (restored afterwards); None leaves the
             setting alone. The default 1 is fastest here: per-step tensors are small.
+        limits: the resource limits checked before any work (`engine.resources`: 4 GiB of estimated
+            memory, 1e9 chain-steps by default); None checks nothing.
         **overrides: `RunConfig` fields.
 
     Returns:
-        The `Run` record: config, versions, wall time, diverged steps `[R]`, final theta `[R, P]`,
-        and every instrument's values per recorded step and chain.
+        The `Run` record: config, versions, wall time, diverged steps and reasons `[R]`, final theta
+        `[R, P]`, and every instrument's values per recorded step and chain. Raises ValueError for a
+        bad configuration and `ResourceError` (a ValueError) when it exceeds `limits`.
     """
     setup = build(config, student, teacher, **overrides)
+    check(run_cost(setup), limits)
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(validation.positive_int("threads", threads))

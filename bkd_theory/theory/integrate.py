@@ -9,7 +9,10 @@ the error bar:
   its change from a rule with 3/4 as many nodes per dimension;
 - Monte Carlo elsewhere: i.i.d. task inputs from `rng.stream(seed, "theory.inputs", key)`; the SE of
   any prediction (linear in the nodes or not: eigenvalues, Lyapunov traces) is the batch-means SE
-  over `BATCHES` equal batches of the same inputs.
+  over `BATCHES` equal batches of the same inputs. Above `BATCHES * CHUNK` inputs the nodes are never
+  all in memory: each batch is drawn `CHUNK` inputs at a time (chunk j from
+  `rng.stream(seed, "theory.inputs", key, j)`) and its moments are the size-weighted mean of its
+  chunks' (`Chunks`), so memory stays bounded at any n; smaller sizes are drawn at once, as before.
 
 `Integrator.evaluate(moments, derived)` is the one way predictions are made: `moments(nodes)`
 returns weighted means over the nodes (linear in the weights: scalars and matrices), `derived`
@@ -42,6 +45,8 @@ BATCHES = 8
 #: TARGET_RSE on sigma^2, within [MC_PILOT, MC_MAX] (MC_MAX_JACOBIAN for students without a feature
 #: model, whose per-input Jacobians cost ~25 us each)
 MC_PILOT, MC_MAX, MC_MAX_JACOBIAN, TARGET_RSE = 2**14, 2**20, 2**17, 1e-3
+#: Monte Carlo inputs held in memory at once; larger sizes are drawn and integrated in chunks
+CHUNK = 2**17
 
 
 @dataclass(frozen=True)
@@ -92,23 +97,86 @@ class Nodes:
         return np.tensordot(self.w, values, axes=(0, 0))
 
 
+def _split(n: int, parts: int) -> list[int]:
+    """Sizes of `np.array_split(range(n), parts)`, without the range."""
+    return [n // parts + (i < n % parts) for i in range(parts)]
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Monte Carlo inputs too many to hold at once: batch b has `batches[b]` inputs in chunks of at
+    most `CHUNK`; chunk j (counted over all batches) is drawn from `rng.stream(seed,
+    "theory.inputs", key, j)` when it is used."""
+
+    task: Any = field(repr=False)
+    seed: int
+    key: int
+    batches: tuple[int, ...]
+    method: str
+
+    @classmethod
+    def plan(cls, task: "Task", n: int, seed: int, key: int, method: str) -> "Chunks":
+        """`n` inputs in `BATCHES` near-equal batches."""
+        return cls(task, seed, key, tuple(_split(n, BATCHES)), method)
+
+    @property
+    def size(self) -> int:
+        return int(sum(self.batches))
+
+    def draw(self, j: int, m: int) -> Nodes:
+        """Chunk j: m i.i.d. inputs with their labels."""
+        x, y = self.task.sample(m, rng_mod.stream(self.seed, "theory.inputs", self.key, j))
+        return Nodes(x, np.exp(self.task.log_bcp(x)), np.full(m, 1.0 / m), None, self.method, y=y)
+
+    def chunks(self) -> Any:
+        """Yield (batch, the chunk's share of its batch, the chunk's nodes), one chunk in memory at a time."""
+        j = 0
+        for b, m in enumerate(self.batches):
+            for c in _split(m, -(-m // CHUNK)):
+                yield b, c / m, self.draw(j, c)
+                j += 1
+
+    def moments(self, moments: Callable[[Nodes], dict[str, Any]]) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """(per batch the moments, each the share-weighted sum over its chunks; the batches' shares of all)."""
+        parts: list[dict[str, Any]] = [{} for _ in self.batches]
+        for b, share, nodes in self.chunks():
+            for k, v in moments(nodes).items():
+                parts[b][k] = parts[b].get(k, 0.0) + share * v
+        return parts, np.array(self.batches, dtype=float) / self.size
+
+
 @dataclass(frozen=True)
 class Integrator:
     """Nodes and the second look that gives every prediction its error bar (module docstring).
 
     Attributes:
-        nodes: all nodes. coarse: the coarser quadrature rule (quadrature), else None.
+        nodes: all nodes (a chunked Monte Carlo integrator: its first chunk only; use `size`,
+            `mean` and `evaluate`). coarse: the coarser quadrature rule (quadrature), else None.
         batches: index arrays of the Monte Carlo batches, else None. kind: "quadrature" or "monte carlo".
+        chunks: the chunk plan of a Monte Carlo integrator too large to hold (`Chunks`), else None.
     """
 
     nodes: Nodes
     coarse: Nodes | None
     batches: tuple[np.ndarray, ...] | None
     kind: str
+    chunks: Chunks | None = None
 
     @property
     def method(self) -> str:
         return self.nodes.method
+
+    @property
+    def size(self) -> int:
+        """The number of nodes (all chunks)."""
+        return len(self.nodes) if self.chunks is None else self.chunks.size
+
+    def mean(self, fn: Callable[[Nodes], np.ndarray]) -> Any:
+        """sum_n w_n fn(nodes)_n over all nodes (chunk by chunk for a chunked integrator)."""
+        if self.chunks is None:
+            return self.nodes.mean(fn(self.nodes))
+        total = self.size
+        return sum(len(nodes) / total * nodes.mean(fn(nodes)) for _, _, nodes in self.chunks.chunks())
 
     def evaluate(self, moments: Callable[[Nodes], dict[str, Any]],
                  derived: Callable[[dict[str, Any]], dict[str, float]]) -> tuple[dict[str, Estimate], dict[str, Any]]:
@@ -122,8 +190,11 @@ class Integrator:
             value, other = derived(full), derived(coarse)
             err = {k: abs(value[k] - other.get(k, math.nan)) for k in value}
         else:
-            parts = [moments(self.nodes.subset(b)) for b in self.batches]
-            sizes = np.array([len(b) for b in self.batches], dtype=float) / len(self.nodes)
+            if self.chunks is not None:  # one chunk in memory at a time
+                parts, sizes = self.chunks.moments(moments)
+            else:
+                parts = [moments(self.nodes.subset(b)) for b in self.batches]
+                sizes = np.array([len(b) for b in self.batches], dtype=float) / len(self.nodes)
             full = {k: sum(s * m[k] for s, m in zip(sizes, parts)) for k in parts[0]}
             value, each = derived(full), [derived(m) for m in parts]
             err = {k: float(np.std([d.get(k, math.nan) for d in each], ddof=1) / math.sqrt(len(each))) for k in value}
@@ -133,6 +204,9 @@ class Integrator:
     def error(self, fn: Callable[[Nodes], Any], value: Any = None) -> Any:
         """The error bar of a function of the nodes that is not a weighted mean (e.g. a solve on the
         per-node factors): |fn(fine) - fn(coarse)|, or the batch-means SE of fn over the batches."""
+        if self.chunks is not None:
+            raise ValueError("a chunked Monte Carlo integrator has no error() of a non-linear function of all nodes; "
+                             "use at most BATCHES * CHUNK inputs")
         value = fn(self.nodes) if value is None else value
         if self.coarse is not None:
             return np.abs(np.asarray(fn(self.coarse), dtype=float) - np.asarray(value, dtype=float))
@@ -166,9 +240,12 @@ def quadrature(task: "Task") -> Integrator | None:
 def monte_carlo(task: "Task", n: int, seed: int, key: int = 0) -> Integrator:
     """n i.i.d. inputs of `task` (with labels) from `rng.stream(seed, "theory.inputs", key)`, in BATCHES batches."""
     n = validation.positive_int("n_mc", n, minimum=2 * BATCHES)
+    method = f"Monte Carlo over x (n={n}, seed={seed}); SE: batch means over {BATCHES} batches"
+    if n > BATCHES * CHUNK:  # drawn and integrated CHUNK inputs at a time
+        plan = Chunks.plan(task, n, seed, key, method + f", drawn in chunks of {CHUNK}")
+        return Integrator(plan.draw(0, min(CHUNK, plan.batches[0])), None, None, "monte carlo", chunks=plan)
     x, y = task.sample(n, rng_mod.stream(seed, "theory.inputs", key))
-    nodes = Nodes(x, np.exp(task.log_bcp(x)), np.full(n, 1.0 / n), None,
-                  f"Monte Carlo over x (n={n}, seed={seed}); SE: batch means over {BATCHES} batches", y=y)
+    nodes = Nodes(x, np.exp(task.log_bcp(x)), np.full(n, 1.0 / n), None, method, y=y)
     return Integrator(nodes, None, tuple(np.array_split(np.arange(n), BATCHES)), "monte carlo")
 
 
