@@ -77,10 +77,15 @@ class RunConfig(Config):
     gauge: Gauge = _f(Gauge.PINNED, "linear student's gauge")
     features: Features = _f(Features.LINEAR, "linear student's features")
     teacher: str = _f("bcp", "teacher spec: onehot | bcp | dirichlet:A | additive:NU | mixture:LAM:T | ... (DESIGN 5)")
-    gamma: float = _f(0.1, "step size gamma > 0")
+    gamma: float = _f(0.1, "step size gamma > 0; a chain diverges (stopped, its step recorded) when theta is "
+                      "non-finite, ||theta - theta*||^2 > 1e12 max(start, 1) or F - F* > start + log K + 100 nats")
     schedule: str = _f("constant", "step-size schedule: constant | inverse:K0 | step:EVERY:FACTOR")
     batch: int = _f(1, "minibatch size b >= 1")
-    momentum: float = _f(0.0, "heavy-ball momentum beta in [0, 1)")
+    momentum: float = _f(0.0, "heavy-ball momentum beta in [0, 1) (optimizer sgd)")
+    optimizer: str = _f("sgd", "update rule: sgd | adam (bkd info lists the registered ones)")
+    beta1: float = _f(0.9, "Adam's first-moment decay beta1 in [0, 1)")
+    beta2: float = _f(0.999, "Adam's second-moment decay beta2 in [0, 1)")
+    eps: float = _f(1e-8, "Adam's eps > 0")
     lam: float = _f(1.0, "KD mixture weight lam in [0, 1]: t = (1 - lam) e_y + lam t_teacher")
     regime: Regime = _f(Regime.ONLINE, "online (fresh points every step) or finite (a training set of n points)")
     n: int | None = _f(None, "training-set size n (regime finite)")
@@ -105,9 +110,8 @@ class RunConfig(Config):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         put("gamma", validation.positive("gamma", self.gamma))
-        if not 0.0 <= validation.in_interval("momentum", self.momentum, 0.0, 1.0) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        put("momentum", float(self.momentum))
+        put("momentum", validation.in_interval("momentum", self.momentum, 0.0, 1.0, upper_open=True))
+        self._check_optimizer(put)
         put("lam", validation.in_interval("lam", self.lam, 0.0, 1.0))
         put("init_scale", validation.nonnegative("init_scale", self.init_scale))
         for name in ("batch", "steps", "chains", "eval_every", "eval_n"):
@@ -120,6 +124,21 @@ class RunConfig(Config):
         put("dtype", dtype_name(as_dtype(self.dtype)))
         parse_schedule(self.schedule)
         self._check_regime(put)
+
+    def _check_optimizer(self, put: Callable[[str, Any], None]) -> None:
+        from .optim import OPTIMIZERS
+
+        if not isinstance(self.optimizer, str) or self.optimizer.lower() not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS.names())}, got {self.optimizer!r}")
+        put("optimizer", self.optimizer.lower())
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= validation.in_interval(name, getattr(self, name), 0.0, 1.0) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+            put(name, float(getattr(self, name)))
+        put("eps", validation.positive("eps", self.eps))
+        if self.optimizer != "sgd" and self.momentum:
+            raise ValueError(f"momentum is heavy-ball SGD's; with optimizer={self.optimizer!r} use beta1 (got momentum="
+                             f"{self.momentum!r})")
 
     def _check_regime(self, put: Callable[[str, Any], None]) -> None:
         if self.regime == Regime.FINITE:

@@ -8,6 +8,9 @@ An update rule keeps its per-chain state (tensors `[R, P]`) and writes theta_{k+
 Every operation is element-wise or chain-local, so chain r's trajectory does not depend on R.
 - "sgd": theta <- theta - gamma g (fused into the student's `sgd_step`); with heavy-ball momentum
   beta: v <- beta v + g, theta <- theta - gamma v.
+- "adam" (Kingma and Ba 2015, as `torch.optim.Adam`): m <- beta1 m + (1 - beta1) g,
+  v <- beta2 v + (1 - beta2) g^2, theta <- theta - (gamma / (1 - beta1^k)) m / (sqrt(v) /
+  sqrt(1 - beta2^k) + eps); E21 predicts its stationary neighborhood.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..students import Student
     from .config import RunConfig
 
-__all__ = ["OPTIMIZERS", "SGD", "UpdateRule", "build_optimizer", "register_optimizer"]
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "UpdateRule", "build_optimizer", "register_optimizer"]
 
 #: every registered update rule: name -> class with `from_config(config)`
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -77,6 +80,38 @@ class SGD(UpdateRule):
             return student.sgd_step(theta, x, t, gamma, out=out)
         self.velocity.mul_(self.momentum).add_(student.batch_grad(theta, x, t, out=self._grad))  # v = beta v + g
         return torch.sub(theta, torch.mul(self.velocity, gamma, out=self._grad), out=out)  # theta - gamma v
+
+
+@register_optimizer("adam")
+class Adam(UpdateRule):
+    """Adam with bias correction, per-chain moments, in the operation order of `torch.optim.Adam`."""
+
+    name = "adam"
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.m = self.v = self._grad = self._denom = None
+        self.k = 0
+
+    @classmethod
+    def from_config(cls, config: "RunConfig") -> "Adam":
+        return cls(config.beta1, config.beta2, config.eps)
+
+    def start(self, theta: torch.Tensor) -> None:
+        self.m, self.v = torch.zeros_like(theta), torch.zeros_like(theta)
+        self._grad, self._denom = torch.empty_like(theta), torch.empty_like(theta)
+        self.k = 0
+
+    def step(self, student: "Student", theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float,
+             out: torch.Tensor) -> torch.Tensor:
+        g = student.batch_grad(theta, x, t, out=self._grad)
+        self.k += 1
+        self.m.lerp_(g, 1.0 - self.beta1)  # m = beta1 m + (1 - beta1) g, as torch.optim.Adam
+        self.v.mul_(self.beta2).addcmul_(g, g, value=1.0 - self.beta2)
+        c1, c2 = 1.0 - self.beta1**self.k, 1.0 - self.beta2**self.k
+        torch.div(self.v.sqrt(), c2**0.5, out=self._denom).add_(self.eps)
+        out.copy_(theta)
+        return out.addcdiv_(self.m, self._denom, value=-gamma / c1)
 
 
 def build_optimizer(config: "RunConfig") -> UpdateRule:

@@ -54,6 +54,10 @@ class GradientModel:
         """U `[N, P, K]` with H_x = U U^T = G diag(p) G^T at each node (exact points only)."""
         raise NotImplementedError
 
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        """sum_n w_n E[G v_n | node] `[P]` for per-node vectors v `[N, K]` (E3: m = E G (tbar - p))."""
+        raise NotImplementedError
+
 
 class FeatureGradients(GradientModel):
     """G = E(p) kron phi~ for a student with a feature model (E11)."""
@@ -136,6 +140,10 @@ class FeatureGradients(GradientModel):
         F = E * np.sqrt(self.nodes.p)[:, None, :]
         return np.einsum("njk,nf->njfk", F, self.phi).reshape(len(self.phi), -1, self.K)
 
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        Ev = v[:, : self.rows] - self.pf * v.sum(1, keepdims=True)  # E(p) v  [N, K']
+        return np.einsum("n,nj,nf->jf", self.nodes.w, Ev, self.phi).reshape(-1)  # E[phi~ | node] = phi(E[x | node])
+
 
 class JacobianGradients(GradientModel):
     """G^T = prob_jacobian / p at exact points, for any student (cached while it fits in 512 MB)."""
@@ -174,6 +182,12 @@ class JacobianGradients(GradientModel):
             A = np.einsum("nkl,nlq->nkq", M[rows] * w[rows, None, None], Gt)
             S += Gt.reshape(-1, self.P).T @ A.reshape(-1, self.P)
         return 0.5 * (S + S.T)
+
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.P)
+        for rows, Gt in self._chunks():
+            out += np.einsum("n,nk,nkp->p", self.nodes.w[rows], v[rows], Gt)
+        return out
 
     def factors(self) -> np.ndarray:
         U = np.empty((len(self.nodes.x), self.P, self.K))
