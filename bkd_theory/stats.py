@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -160,65 +160,6 @@ def crossing(x: Sequence[float], y: Sequence[float], y_se: Sequence[float], leve
             dt = math.hypot((level - y[i]) / d**2 * s[i - 1], (level - y[i - 1]) / d**2 * s[i])
             return math.exp(lx), math.exp(lx) * abs(span) * dt
     return math.nan, math.nan
-
-
-class WindowStats(NamedTuple):
-    """Stationary-window statistics of one quantity (DESIGN 2.9).
-
-    Attributes:
-        mean: mean over chains of each chain's time average over the window.
-        se: standard error of `mean` across chains (std with ddof=1 / sqrt(chains)).
-        stationary: False when the second-half minus first-half drift is significant (see below).
-        drift: mean over chains of (second-half mean - first-half mean).
-        drift_se: its SE across chains.
-        chains: number of chains used (chains with a non-finite value in the window are dropped).
-    """
-
-    mean: float
-    se: float
-    stationary: bool
-    drift: float
-    drift_se: float
-    chains: int
-
-
-def stationary_window_stats(values: np.ndarray, *, z: float = Z, rtol: float = 0.0) -> WindowStats:
-    """Mean, SE across chains and a stationarity check for a window of values `[T, R]` (DESIGN 2.9).
-
-    Each chain's time average over the window is one sample; the SE is across chains, never across
-    correlated steps of one chain. Stationarity compares each chain's first-half and second-half
-    time averages: the window is declared stationary when |drift| <= z * drift_se (a two-sided test
-    at z standard errors; z = 4 matches the toolkit's tolerance convention), or when
-    |drift| <= rtol * |mean| (a drift negligible in relative terms). Needs T >= 2 and R >= 2.
-
-    Args:
-        values: `[T, R]` (time, chain); a 1-d array is one chain.
-        z: number of SEs the drift may reach.
-        rtol: relative drift always accepted (0 disables).
-    """
-    v = np.asarray(values, dtype=np.float64)
-    if v.ndim == 1:
-        v = v[:, None]
-    if v.ndim != 2:
-        raise ValueError(f"values must have shape [T, R], got {v.shape}")
-    validation.positive("z", z)
-    validation.nonnegative("rtol", rtol)
-    v = v[:, np.all(np.isfinite(v), axis=0)]
-    t_len, chains = v.shape
-    if t_len < 2:
-        raise ValueError(f"values must have at least 2 time points, got T={t_len}")
-    if chains == 0:
-        return WindowStats(math.nan, math.nan, False, math.nan, math.nan, 0)
-    avg = v.mean(axis=0)
-    half = t_len // 2
-    diff = v[t_len - half :].mean(axis=0) - v[:half].mean(axis=0)
-    mean, drift = float(avg.mean()), float(diff.mean())
-    if chains < 2:
-        return WindowStats(mean, math.nan, False, drift, math.nan, chains)
-    se = float(avg.std(ddof=1) / math.sqrt(chains))
-    drift_se = float(diff.std(ddof=1) / math.sqrt(chains))
-    stationary = abs(drift) <= z * drift_se or abs(drift) <= rtol * abs(mean)
-    return WindowStats(mean, se, bool(stationary), drift, drift_se, chains)
 
 
 def drift(values: np.ndarray, batches: int = 4) -> tuple[float, float]:

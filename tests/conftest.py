@@ -1,4 +1,6 @@
-"""Shared pytest options: heavy statistical tests (~1e5 samples) run only with --runslow (STYLE 5)."""
+"""Shared pytest options: heavy statistical tests (~1e5 samples) run only with --runslow (STYLE 5);
+`quick_figure`: each figure made once per session in quick mode, shared by the figure contract and
+the per-figure verdict tests."""
 from __future__ import annotations
 
 import pytest
@@ -20,3 +22,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+_FIGURES: dict[str, tuple] = {}
+
+
+@pytest.fixture(scope="session")
+def quick_figure(tmp_path_factory: pytest.TempPathFactory):
+    """quick_figure("F6") -> (out directory, written paths, Result), made once per session."""
+    from bkd_theory.reproduce import make
+
+    def get(fig_id: str) -> tuple:
+        if fig_id not in _FIGURES:
+            out = tmp_path_factory.mktemp(fig_id)
+            paths, result = make(fig_id, True, out)
+            _FIGURES[fig_id] = (out, paths, result)
+        return _FIGURES[fig_id]
+
+    return get

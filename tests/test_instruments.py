@@ -213,17 +213,15 @@ def test_loss_noise_raw_and_detrended():
     assert np.all(np.abs(out["loss_noise_detrended"] / 0.05 - 1) <= 4 / math.sqrt(76))
 
 
-def test_stationary_window_stats():
+def test_drift_by_batch_means():
+    """stats.drift: no significant trend in a flat window, a significant one in a decaying window
+    (the per-quantity stationarity check of Run.summary uses it, DESIGN 2.9)."""
     rng = np.random.default_rng(1)
     flat = 1.0 + rng.standard_normal((200, 64))
-    st = stats.stationary_window_stats(flat)
-    assert st.stationary and st.chains == 64
-    assert st.se == pytest.approx(flat.mean(0).std(ddof=1) / 8)
-    assert abs(st.mean - 1.0) <= 4 * st.se
-    decaying = flat + 5 * np.exp(-np.arange(200) / 50)[:, None]
-    assert not stats.stationary_window_stats(decaying).stationary
-    flat[3, 5] = np.nan  # a diverged chain is dropped
-    assert stats.stationary_window_stats(flat).chains == 63
+    d, se = stats.drift(flat)
+    assert abs(d) <= 4 * se
+    d, se = stats.drift(flat + 5 * np.exp(-np.arange(200) / 50)[:, None])
+    assert d < -4 * se
 
 
 def test_default_instruments_cover_the_contract(task):
@@ -244,7 +242,7 @@ def test_default_instruments_cover_the_contract(task):
     (lambda: ins.GradientNoise(probe_size=1), "probe_size"),
     (lambda: ins.Calibration(bins=0), "bins"),
     (lambda: ins.default_instruments(0, 10), "eval_every"),
-    (lambda: stats.stationary_window_stats(np.ones((1, 3))), "values"),
+    (lambda: stats.drift(np.ones((8, 3)), batches=1), "batches"),
     (lambda: stats.trailing_window(np.arange(5), 0.0), "window"),
 ])
 def test_bad_input_names_the_parameter(bad, match):

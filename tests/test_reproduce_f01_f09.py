@@ -1,97 +1,172 @@
-"""Figure recipes F1 (learning curves) and F9 (Bayesian teachers) in quick mode, and F9's trained-teacher students."""
+"""F1 (learning curves, loss noise) and F9 (Bayesian teachers) in quick mode, and the recipes of
+`claims.learning` they are built on.
+
+The quick figures are deterministic (seeded chains, single-threaded), so every non-finding claim's
+verdict is asserted exactly: a change in a recipe, a rule or a setting that moves a verdict fails here.
+"""
 from __future__ import annotations
 
-import dataclasses
+import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.special import log_softmax
 
-import synthetic
-from bkd_theory.teachers import FunctionTeacher
-from bkd_theory.reproduce import CLAIM_COLUMNS, f01_learning_curves, f09_bayesian_teachers
+from bkd_theory import claims
+from bkd_theory.claims import learning as L
+from bkd_theory.reproduce import CLAIM_COLUMNS, make
+from bkd_theory.reproduce.base import FRAME_COLUMNS
 
-VERDICTS = {"agrees", "disagrees", "holds", "fails", "inconclusive", "finding"}
-FIGURES = [
-    ("F1", f01_learning_curves, ["teacher", "seed", "step", "quantity", "value"]),
-    ("F9", f09_bayesian_teachers, ["part", "teacher", "seed", "step", "quantity", "value", "se"]),
-]
+F1_VERDICTS = {
+    "noise-onehot-over-dirichlet:0.5": "inconclusive",
+    "noise-dirichlet:0.5-over-dirichlet:5": "holds",
+    "noise-dirichlet:5-over-bcp": "holds",
+    "noise-ratio-above-linear-law": "inconclusive",
+    "noise-ratio-below-quadratic-law": "holds",
+    "E8-label-term": "agrees",
+    "E8-linear-student-excess-risk": "agrees",
+    "val-loss-onehot-minus-bcp": "holds",
+    "accuracy-bcp-minus-onehot": "inconclusive",
+    "accuracy-bayes-onehot": "holds",
+    "accuracy-bayes-dirichlet:0.5": "holds",
+    "accuracy-bayes-dirichlet:5": "holds",
+    "accuracy-bayes-bcp": "holds",
+}
+F9_VERDICTS = {
+    "teacher-kl-ensemble": "holds",
+    "teacher-kl-mc_dropout": "holds",
+    "teacher-kl-laplace": "holds",
+    "excess-risk-deterministic-minus-ensemble": "inconclusive",
+    "excess-risk-deterministic-minus-mc_dropout": "inconclusive",
+    "excess-risk-deterministic-minus-laplace": "violated",
+    "excess-risk-onehot-minus-mc_dropout": "inconclusive",
+    "noise-deterministic-over-ensemble": "inconclusive",
+    "noise-deterministic-over-mc_dropout": "inconclusive",
+    "noise-deterministic-over-laplace": "inconclusive",
+}
+F9_FINDINGS = ({f"student-kl-{t}" for t in L.TRAINED}
+               | {f"paper-{w}-{b}" for w in ("noise", "accuracy") for b in L.BAYESIAN})
+CASES = {"F1": (F1_VERDICTS, set(), ("noise", "accuracy", "investigation"), {"se_seeds", "seed", "claim"}),
+         "F9": (F9_VERDICTS, F9_FINDINGS, ("teachers", "students"), {"claim"})}
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    """Each figure made once in quick mode: fig_id -> (out dir, returned paths)."""
+    """Each figure made once in quick mode: fig_id -> (out dir, paths, Result)."""
     out = {}
-    for fig_id, module, _ in FIGURES:
+    for fig_id in CASES:
         d = tmp_path_factory.mktemp(fig_id)
-        out[fig_id] = (d, module.make(quick=True, out=d))
+        paths, result = make(fig_id, True, d)
+        out[fig_id] = (d, paths, result)
     return out
 
 
-@pytest.mark.parametrize("fig_id, module, columns", FIGURES, ids=[f[0] for f in FIGURES])
-def test_quick_make_writes_png_csv_and_claims(made, fig_id, module, columns):
-    out, paths = made[fig_id]
-    for suffix in (".png", ".csv", ".claims.csv"):
-        assert out / f"{fig_id}{suffix}" in paths
+@pytest.mark.parametrize("fig_id", list(CASES))
+def test_quick_verdicts_are_exact(made, fig_id):
+    verdicts, findings, _, _ = CASES[fig_id]
+    got = made[fig_id][2].verdicts()
+    assert set(got) == set(verdicts) | findings
+    assert {k: got[k] for k in verdicts} == verdicts
+    assert all(got[k] == "finding" for k in findings)
+
+
+@pytest.mark.parametrize("fig_id", list(CASES))
+def test_quick_files_frame_and_claims(made, fig_id):
+    out, paths, result = made[fig_id]
+    _, _, tables, extra = CASES[fig_id]
+    expected = [out / f"{fig_id}{ext}" for ext in (".png", ".csv", ".claims.csv", ".json")]
+    assert set(expected + [out / f"{fig_id}.{t}.csv" for t in tables]) == set(paths)
     assert (out / f"{fig_id}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    data = pd.read_csv(out / f"{fig_id}.csv")
-    assert list(data.columns) == columns
-    assert len(data) > 0 and np.isfinite(data["value"]).all()
-    claims = pd.read_csv(out / f"{fig_id}.claims.csv")
-    assert tuple(claims.columns) == CLAIM_COLUMNS
-    assert len(claims) >= 5
-    assert np.isfinite(claims["measured"]).all() and np.isfinite(claims["measured_se"]).all()
-    assert set(claims["verdict"]) <= VERDICTS
+    frame = pd.read_csv(out / f"{fig_id}.csv")
+    assert tuple(frame.columns[:len(FRAME_COLUMNS)]) == FRAME_COLUMNS
+    assert set(frame.columns[len(FRAME_COLUMNS):]) == extra
+    assert np.isfinite(frame["value"]).all()
+    table = pd.read_csv(out / f"{fig_id}.claims.csv")
+    assert tuple(table.columns) == CLAIM_COLUMNS
+    assert np.isfinite(table["measured"]).all() and (table["measured_se"] > 0).all()
+    meta = json.loads((out / f"{fig_id}.json").read_text())
+    assert meta["quick"] is True and len(meta["claims"]) == len(table)
 
 
-def test_f1_csv_has_every_teacher_curve_and_noise(made):
-    out, _ = made["F1"]
-    data = pd.read_csv(out / "F1.csv")
-    setting = f01_learning_curves.QUICK
-    for teacher in f01_learning_curves.TEACHERS:
-        rows = data[data["teacher"] == teacher]
-        curve = rows[rows["quantity"] == "val_loss"]
-        assert sorted(curve["seed"].unique()) == list(range(setting.seeds))
-        assert curve["step"].max() == setting.steps
-        assert (rows["quantity"] == "loss_noise").sum() == setting.seeds
-    noise = pd.read_csv(out / "F1.noise.csv")
-    assert noise.set_index("teacher").loc["bcp", "ratio_to_bcp"] == 1.0
+def test_f1_tables(made):
+    """The loss-noise table is normalised to bcp exactly; the accuracy table carries the exact Bayes
+    accuracy, the eval-set size and SEs that include the evaluation-sample term."""
+    out, _, _ = made["F1"]
+    noise = pd.read_csv(out / "F1.noise.csv").set_index("teacher")
+    assert noise.loc["bcp", "ratio_to_bcp"] == 1.0 and noise.loc["bcp", "ratio_to_bcp_se"] == 0.0
+    assert list(noise["s"]) == [1.0, 1 / 1.5, 1 / 6, 0.0]
+    acc = pd.read_csv(out / "F1.accuracy.csv")
+    import synthetic
+
+    assert (acc["bayes_accuracy"] == synthetic.make_task("paper", standardize=True).bayes_accuracy().value).all()
+    assert (acc["eval_n"] == 1000).all()
+    assert (acc["accuracy_se"] >= acc["accuracy_se_eval"]).all() and (acc["accuracy_se_eval"] > 0).all()
+    inv = pd.read_csv(out / "F1.investigation.csv")
+    assert set(inv["student"]) == {"mlp", "linear"} and set(inv["curve"]) == {"val_loss", "excess_risk", "label_term"}
 
 
-def test_f9_reports_every_teacher_against_the_truth(made):
-    out, _ = made["F9"]
-    data = pd.read_csv(out / "F9.csv")
-    teach = data[(data["part"] == "teacher") & (data["quantity"] == "kl")].set_index("teacher")
-    assert set(teach.index) == {*f09_bayesian_teachers.TRAINED, "bcp"}
-    assert teach.loc["bcp", "value"] == 0.0
-    assert (teach.drop(index="bcp")["value"] > 0).all()
-    students = set(data.loc[data["part"] == "student", "teacher"])
-    assert students == {*f09_bayesian_teachers.TRAINED, *f09_bayesian_teachers.REFERENCE}
+def test_f9_teachers_against_the_truth(made):
+    out, _, result = made["F9"]
+    teach = pd.read_csv(out / "F9.teachers.csv").set_index("teacher")
+    assert set(teach.index) == {*L.TRAINED, "bcp"}
+    assert teach.loc["bcp", "kl"] == 0.0 and (teach.drop(index="bcp")["kl"] > 0).all()
+    students = pd.read_csv(out / "F9.students.csv")
+    assert set(students["teacher"]) == {*L.TRAINED, "onehot", "bcp"}
+    rec = result.record("paper-noise-ensemble")
+    assert rec.predicted.value == L.PAPER_NOISE_REDUCTION and rec.verdict.verdict == "finding"
 
 
-def test_directional_verdicts():
-    assert f01_learning_curves.directional(3.0, 1.0) == "holds"
-    assert f01_learning_curves.directional(-3.0, 1.0) == "fails"
-    assert f01_learning_curves.directional(1.0, 1.0) == "inconclusive"
-    assert f01_learning_curves.directional(1.0, float("nan")) == "inconclusive"
+# ------------------------------------------------------------------ the recipes
+def test_ratio_of_means():
+    """Exact on a known case: with b constant the paired delta-method SE is std(a) / (sqrt(n) b)."""
+    a, b = np.array([1.0, 2.0, 3.0, 6.0]), np.full(4, 2.0)
+    r, se, n = L.ratio_of_means(a, b)
+    assert (r, n) == (1.5, 4)
+    assert se == pytest.approx(np.std(a, ddof=1) / (2.0 * 2.0), rel=1e-12)  # rounding only
+    assert math.isnan(L.ratio_of_means(a[:1], b[:1])[0])
 
 
-def test_f9_student_of_the_exact_bcp_teacher_reproduces_the_bcp_run():
-    """F9's students take a trained teacher object in `sgd.run`. The exact-BCP `FunctionTeacher`
-    (p~ = p) must give the bcp student bit for bit: same chain streams, and targets
-    exp(task.log_bcp(x)), which is how the task computes `bcp(x)`. `ExcessRisk` is measured against
-    the true p, so a biased teacher shares the step-0 value (same initialisation) and then moves away.
-    """
-    task = synthetic.make_task("paper", standardize=True)
-    setting = dataclasses.replace(f09_bayesian_teachers.QUICK, n=40, epochs=1, seeds=2, eval_every=20, eval_n=200)
-    exact = FunctionTeacher(task.log_bcp, name="exact", log=True)
-    flat = FunctionTeacher(lambda x: log_softmax(task.log_bcp(x) / 4.0, axis=1), name="tempered:4", log=True)
-    ref, via, biased = (f09_bayesian_teachers._student(task, setting, t) for t in ("bcp", exact, flat))
-    assert via.config["teacher"] == "exact" and biased.config["teacher"] == "tempered:4"
-    np.testing.assert_array_equal(via.theta_final, ref.theta_final)
-    for quantity in f09_bayesian_teachers.CURVES:
-        np.testing.assert_array_equal(via.values(quantity)[1], ref.values(quantity)[1])
-    risk, risk_ref = biased.values("excess_risk")[1], ref.values("excess_risk")[1]
-    np.testing.assert_array_equal(risk[0], risk_ref[0])
-    assert not np.array_equal(biased.theta_final, ref.theta_final)
+def test_label_scale_and_the_e8_powers():
+    assert [L.label_scale(t) for t in ("onehot", "dirichlet:5", "bcp")] == [1.0, 1 / 6, 0.0]
+    with pytest.raises(ValueError, match="E8 scaling"):
+        L.label_scale("additive:0.1")
+    base = {**L.F1_QUICK, "teacher": "dirichlet:0.5", "than": "dirichlet:5"}
+    assert L._e8_predict({**base, "curve": "label_term"}).value == pytest.approx(2.0, rel=1e-12)
+    with pytest.raises(ValueError, match="realizable"):  # the MLP has no theta*: no quadratic law claimed
+        L._e8_predict({**base, "curve": "excess_risk"})
+    with pytest.raises(ValueError, match="no single power"):
+        L._e8_predict({**base, "curve": "val_loss"})
+    lin = {**L.LINEAR_ONLINE, "teacher": "onehot", "than": "dirichlet:5", "curve": "excess_risk"}
+    assert L._e8_predict(lin).value == pytest.approx(6.0, rel=1e-12)
+
+
+def test_run_key_ignores_claim_keys_and_defaults():
+    """Claims that read the same run share it: claim-only keys and defaults spelled out do not change the key."""
+    cfg = {**L.F1_QUICK}
+    assert L.run_config({**cfg, "than": "bcp", "curve": "label_term", "gauge": "pinned"}) == L.run_config(cfg)
+    assert L.run_config({**cfg, "teacher": "bcp"}) != L.run_config(cfg)
+    trained = L.run_config({**L.F9_QUICK, "teacher": "trained:ensemble"})
+    assert trained["teacher_n"] == L.F9_QUICK["teacher_n"] and "teacher_n" not in L.run_config(L.F9_QUICK)
+
+
+def test_label_term_and_bayes_val_loss_at_the_optimum():
+    """At theta* of the realizable linear student q = p on every eval point: the excess risk is 0, the
+    validation loss is the eval set's -mean log p_y (`bayes_val_loss`), and the label term is their
+    difference. float64: equal up to rounding (1e-12)."""
+    cfg = {**L.LINEAR_ONLINE, "teacher": "bcp", "steps": 1, "chains": 2, "eval_every": 1, "eval_n": 300}
+    r = L.run(cfg)
+    val, risk, label = (L.curve(r, c)[1][0] for c in ("val_loss", "excess_risk", "label_term"))
+    np.testing.assert_allclose(risk, 0.0, atol=1e-12)
+    np.testing.assert_allclose(val, L.bayes_val_loss(cfg), rtol=1e-12)
+    np.testing.assert_allclose(label, val - risk, rtol=1e-12)
+
+
+def test_every_kind_of_this_module_is_registered_with_defaults():
+    kinds = ("loss-noise-ratio", "E8-loss-noise", "accuracy-bayes", "paired-difference", "teacher-kl", "student-kl",
+             "paper-noise", "paper-accuracy")
+    for kind in kinds:
+        spec = claims.KINDS.get(kind).obj
+        assert spec.defaults, kind
+        for cfg in spec.defaults.values():
+            claims.make(kind, "x", **cfg).statement.format()  # the template fills from its own defaults

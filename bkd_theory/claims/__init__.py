@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from . import learning, library, recipes, theorems, thresholds  # noqa: F401  (the modules register the kinds)
-from .base import KINDS, Claim, Kind, Record, defaults, make, register_claim
+from .base import KINDS, Claim, Kind, Record, check, defaults, make, register_claim
 
-__all__ = ["KINDS", "Claim", "Kind", "Record", "check_claims", "defaults", "format_table", "make", "recipes",
+__all__ = ["KINDS", "Claim", "Kind", "Record", "check", "check_claims", "defaults", "format_table", "make", "recipes",
            "register_claim"]
 
 

@@ -143,6 +143,11 @@ def make(kind: str, id: str | None = None, **config: Any) -> Claim:
     return Claim(id or f"{kind}-" + "-".join(str(v) for v in config.values()), spec.name, {**base, **config})
 
 
+def check(kind: str, claim_id: str, config: Mapping[str, Any], **over: Any) -> Record:
+    """`make(kind, claim_id, **config, **over).check()`: one claim of `kind` judged."""
+    return make(kind, claim_id, **{**config, **over}).check()
+
+
 def defaults(only: str | list[str] | None = None, quick: bool = False) -> list[Claim]:
     """The default claims of every kind (`bkd check`), or those whose id or kind is in `only`."""
     ids = [s.strip() for s in only.split(",") if s.strip()] if isinstance(only, str) else list(only or [])

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import rng as rng_mod
-from ..stats import Z, mean_se
+from ..stats import Z, crossing, mean_se
 from ..verdicts import Outcome
 
 #: a bound whose contraction (1 - its relative decay over the run) stays above 1 - VACUOUS_DECAY is vacuous
@@ -28,6 +28,11 @@ VACUOUS_DECAY = 0.01
 CONVERGED_FRACTION = 1e-8
 #: configurations each recipe remembers (a figure's curve reads its points' runs back)
 MEMO_SIZE = 64
+#: F - F* below ROUNDING x F0 is float64 rounding of the KL (~1e-17 F0 on triangle): left out of slopes
+ROUNDING = 1e-13
+#: the linear regime of ||theta - theta*||^2 for growth rates: far above float64 rounding (~3e-30 on
+#: triangle), below where one large-||x|| step (a factor ~100 in ||theta - theta*||) saturates the softmax
+LINEAR_REGIME = (1e-20, 1e-8)
 
 
 # ------------------------------------------------------------------ configurations and the memo
@@ -104,18 +109,80 @@ def auto_steps(cfg: Mapping[str, Any]) -> int:
     return every * math.ceil(k / every)
 
 
+#: the keys that determine a "trained:<kind>" teacher of a configuration (`fitted`)
+FIT_KEYS = ("task", "standardize", "teacher_n", "teacher_epochs", "members", "passes", "p_drop", "teacher_seed")
+#: trained-teacher kinds a configuration can name as "trained:<kind>"
+TRAINED = ("deterministic", "ensemble", "mc_dropout", "laplace")
+TEACHER_SAMPLE = 91  # the "claims" stream index of a trained teacher's labelled sample
+
+
+def trained_kind(spec: Any) -> str | None:
+    """<kind> of a "trained:<kind>" teacher spec, else None."""
+    return spec.split(":", 1)[1] if isinstance(spec, str) and spec.startswith("trained:") else None
+
+
+def fit_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of `cfg` that determine its trained teachers (`FIT_KEYS`)."""
+    missing = [k for k in FIT_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"a trained teacher needs the configuration keys {missing}")
+    return {k: cfg[k] for k in FIT_KEYS}
+
+
+def fitted(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The trained teachers (`TRAINED`: 2 x 128 ReLU MLPs by Adam, `teacher_epochs` epochs on
+    `teacher_n` labelled points of their own sample; an ensemble of `members` (member 0 = the
+    deterministic net), MC dropout `p_drop` with `passes` masks, last-layer Laplace on the
+    deterministic net, probit predictive), memoised on `fit_config`."""
+    return _fitted(fit_config(cfg))
+
+
 @memo
-def run(cfg: Mapping[str, Any]) -> Any:
-    """The instrumented loop of the configuration with the instruments `cfg["instruments"]` (registry names;
-    observing every `eval_every` steps; default excess_risk and dist2), with `steps` resolved by `auto_steps`."""
+def _fitted(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    import synthetic
+
+    from ..teachers import trained
+
+    task = synthetic.make_task(cfg["task"], standardize=bool(cfg["standardize"]))
+    x, y = task.sample(int(cfg["teacher_n"]), rng_mod.stream(int(cfg["teacher_seed"]), "claims", TEACHER_SAMPLE))
+    train = dict(num_classes=task.num_classes, epochs=int(cfg["teacher_epochs"]), seed=int(cfg["teacher_seed"]))
+    det = trained.fit_deterministic(x, y, **train)
+    return {"deterministic": det, "ensemble": trained.fit_ensemble(x, y, members=int(cfg["members"]), **train),
+            "mc_dropout": trained.fit_mc_dropout(x, y, p_drop=float(cfg["p_drop"]), passes=int(cfg["passes"]), **train),
+            "laplace": trained.laplace_from_network(det, x, y)}
+
+
+def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys that define a configuration's run: the complete `RunConfig` (defaults filled in,
+    `steps` resolved by `auto_steps`, dtype float64 unless given), the instruments and, for a
+    trained teacher, its fit keys; so claims that read the same run share it through the memo,
+    whatever other keys their kinds add."""
     from ..engine import RunConfig
+
+    fields = {"dtype": "float64", **run_fields(cfg), "steps": auto_steps(cfg)}
+    out = {**RunConfig.from_dict(fields).to_dict(), "instruments": list(cfg.get("instruments", ("excess_risk", "dist2")))}
+    if trained_kind(cfg["teacher"]) is not None:
+        out.update(fit_config(cfg))
+    return out
+
+
+def run(cfg: Mapping[str, Any]) -> Any:
+    """The `records.Run` of a configuration: the instrumented loop with the instruments
+    `cfg["instruments"]` (registry names; default excess_risk and dist2) observing every
+    `eval_every` steps, memoised on `run_config(cfg)`."""
+    return _run(run_config(cfg))
+
+
+@memo
+def _run(cfg: Mapping[str, Any]) -> Any:
     from ..engine import run as run_loop
     from ..instruments import INSTRUMENTS, Every
 
-    rc = RunConfig.from_dict({**run_fields(cfg), "steps": auto_steps(cfg), "dtype": "float64"})
-    when = Every(rc.eval_every, last=rc.steps)
-    names = cfg.get("instruments", ("excess_risk", "dist2"))
-    return run_loop(rc, instruments=[INSTRUMENTS.get(name).obj(when) for name in names])
+    fields = run_fields(cfg)
+    kind = trained_kind(fields.pop("teacher"))
+    teacher = cfg["teacher"] if kind is None else fitted(cfg)[kind]
+    when = Every(int(fields["eval_every"]), last=int(fields["steps"]))
+    return run_loop(teacher=teacher, instruments=[INSTRUMENTS.get(n).obj(when) for n in cfg["instruments"]], **fields)
 
 
 # ------------------------------------------------------------------ stationary values
@@ -251,28 +318,52 @@ def _training_sets(cfg: Mapping[str, Any], teacher: Any, task: Any) -> tuple[tor
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ts))
 
 
-@memo
-def finite_n(cfg: Mapping[str, Any]) -> Outcome:
-    """Excess risk F(theta_n) - F* of the empirical minimiser on n points with frozen targets, over
-    independent replicas (`chains`), with the SE across replicas and the evaluation error
-    (`expected_kl`).
+TRAINING_KEYS = ("task", "student", "gauge", "features", "standardize", "teacher", "n", "chains", "seed",
+                 "newton_steps", "grad_tol")
 
-    Each replica is trained to max gradient norm <= grad_tol by full-batch Newton steps from theta*
-    with the pseudo-inverse of the Hessian at theta* (within O(n^-1/2) of the empirical one: linear
-    convergence).
-    """
+
+def minimisers(cfg: Mapping[str, Any]) -> torch.Tensor:
+    """The empirical minimisers theta_n `[R, P]` of the `chains` replicas' training sets (n points,
+    frozen targets each), trained to max gradient norm <= grad_tol (memoised on the keys it reads)."""
+    return _minimisers({k: cfg[k] for k in TRAINING_KEYS if k in cfg})[0]
+
+
+@memo
+def _minimisers(cfg: Mapping[str, Any]) -> tuple[torch.Tensor, float]:
+    """(theta_n `[R, P]`, the largest final gradient norm). Per replica, Newton steps from theta*
+    with the pseudo-inverse of its own empirical Hessian (the gauge's null directions excluded),
+    halving a step that does not lower the training risk; ValueError when a replica has not
+    converged after `newton_steps`."""
+    from ..losses import cross_entropy
+
     task, student, teacher = objects(cfg)
     X, T = _training_sets(cfg, teacher, task)
-    Hinv = torch.linalg.pinv(torch.from_numpy(theory(cfg).H), hermitian=True)
+    steps, tol = int(cfg.get("newton_steps", 30)), float(cfg.get("grad_tol", 1e-7))
+    risk = lambda th, r: float(cross_entropy(T[r][None], student.log_probs(th[None], X[r][None])).mean())  # noqa: E731
     theta = student.optimum(task).expand(X.shape[0], -1).clone()
-    for _ in range(int(cfg.get("newton_steps", 12))):
-        theta = theta - student.batch_grad(theta, X, T) @ Hinv
+    for r in range(len(theta)):
+        for _ in range(steps):
+            g = student.batch_grad(theta[r][None], X[r][None], T[r][None])[0]
+            if float(g.norm()) <= tol:
+                break
+            step, f0, t = torch.linalg.pinv(student.hessian(theta[r], X[r], T[r]), hermitian=True) @ g, risk(theta[r], r), 1.0
+            while t > 1e-4 and risk(theta[r] - t * step, r) > f0:
+                t /= 2
+            theta[r] = theta[r] - t * step
     grad = float(student.batch_grad(theta, X, T).norm(dim=-1).max())
-    if not grad <= float(cfg.get("grad_tol", 1e-7)):
-        raise ValueError(f"training did not converge: max gradient norm {grad:.3g} after {cfg.get('newton_steps', 12)} Newton steps")
+    if not grad <= tol:
+        raise ValueError(f"training did not converge: max gradient norm {grad:.3g} after {steps} Newton steps")
+    return theta, grad
+
+
+@memo
+def finite_n(cfg: Mapping[str, Any]) -> Outcome:
+    """Excess risk F(theta_n) - F* of the empirical minimisers (`minimisers`) over independent
+    replicas (`chains`), with the SE across replicas combined with the evaluation error (`expected_kl`)."""
+    theta, grad = _minimisers({k: cfg[k] for k in TRAINING_KEYS if k in cfg})
     kl, se_e, how = expected_kl(cfg, theta)
     value, se_r, R = mean_se(kl)
-    info = {"max_grad_norm": grad, "replicas": R, "se_replicas": se_r, "se_eval": se_e, "eval_error": how}
+    info = {"replicas": R, "se_replicas": se_r, "se_eval": se_e, "eval_error": how, "max_grad_norm": grad}
     return Outcome(value, math.hypot(se_r, se_e), info=info)
 
 
@@ -291,55 +382,118 @@ def tail_slopes(k: np.ndarray, values: np.ndarray, *, floor: float = 1e-24, ceil
     return out
 
 
-def convergence(cfg: Mapping[str, Any], quantity: str = "excess_risk") -> Outcome:
-    """Does SGD converge (DESIGN 2.9)? value: the mean tail slope of log `quantity` per step (SE
-    across chains); `info["converges"]`: the slope is negative beyond Z SE, or every chain fell to
-    CONVERGED_FRACTION of its start, with no chain diverged."""
-    r = run(cfg)
-    k, v = r.values(quantity)
-    ratio = v[-1] / v[0]
-    slopes = tail_slopes(k, v, floor=1e-300)
-    slope, se, _ = mean_se(slopes)
-    reached = bool(np.all(np.isfinite(ratio) & (ratio <= CONVERGED_FRACTION)))
-    diverged = r.diverged_chains
-    converges = diverged == 0 and (reached or (math.isfinite(se) and slope < -Z * se))
-    info = {"converges": converges, "reached_fraction": reached, "final_over_initial": float(np.nanmedian(ratio)),
-            "diverged_chains": diverged, "first_divergence": int(np.max(r.diverged_step))}
-    return Outcome(float(slope) if diverged == 0 else math.inf, float(se) if diverged == 0 else 0.0, info=info)
+def points(cfg: Mapping[str, Any], drop: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The run configurations of a curve: gamma = gammas[i] with seed seeds[i] (independent points,
+    DESIGN 2.9), the curve's own keys `drop` removed, each sized by `convergence_steps`."""
+    base = {k: v for k, v in cfg.items() if k not in ("gammas", "seeds", *drop)}
+    return [convergence_steps({**base, "gamma": float(g), "seed": int(s)}) for g, s in zip(cfg["gammas"], cfg["seeds"])]
 
 
-def largest_convergent(cfg: Mapping[str, Any], gammas: Sequence[float], quantity: str = "excess_risk") -> Outcome:
-    """The largest gamma of the grid at which SGD converges (`convergence`), with the next grid
-    point (where it does not) as the bracket; the grid must start convergent."""
-    results = [convergence({**cfg, "gamma": float(g)}, quantity) for g in gammas]
-    ok = [o.info["converges"] for o in results]
-    if not ok[0]:
-        raise ValueError(f"gammas: SGD does not converge at the smallest gamma {gammas[0]:g}")
-    i = len(ok) - 1 - ok[::-1].index(True)
-    hi = float(gammas[i + 1]) if i + 1 < len(gammas) else math.inf
-    return Outcome(float(gammas[i]), 0.0, info={"bracket": [float(gammas[i]), hi], "converges": ok,
-                                                 "slopes": [o.value for o in results], "slopes_se": [o.se for o in results]})
+def convergence_steps(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """A convergence run's length when `cfg["steps"]` is "converge": twice what linearised SGD's
+    slowest mode needs to bring F - F* to CONVERGED_FRACTION of F0 (exp(-2 gamma mu k); twice, as a
+    start far from theta* is slower), at least `min_steps`, with `records` observations."""
+    if cfg.get("steps") != "converge":
+        return dict(cfg)
+    m = mu({**cfg, "gamma": 1.0})
+    k = max(int(cfg["min_steps"]), math.ceil(2.0 * math.log(1.0 / CONVERGED_FRACTION) / (2.0 * cfg["gamma"] * m)))
+    every = max(1, math.ceil(k / int(cfg["records"])))
+    return {**cfg, "steps": every * math.ceil(k / every), "eval_every": every}
 
 
-def growth_threshold(cfg: Mapping[str, Any], gammas: Sequence[float]) -> Outcome:
-    """Where the growth rate of ||theta_k - theta*|| of SGD started near theta* changes sign (E19).
+def converges(cfg: Mapping[str, Any]) -> Outcome:
+    """Does SGD converge to F* (DESIGN 2.9 "Criteria")?
 
-    Per gamma and chain: half the tail slope of log d2 while 1e-24 < d2 < 1e-2 (the linear regime,
-    above rounding); mean and SE across chains; the zero by linear interpolation between the
-    bracketing grid points, its SE by the delta method (the larger SE of the two / the slope).
+    value: mean over chains of log10((F_end - F*) / F0_r), clipped below at log10 ROUNDING, SE across
+    chains. `info["converges"]`: no chain diverged, and every chain fell to CONVERGED_FRACTION of its
+    own F0, or the chains that have not are on course: their mean tail slope of log(F - F*) per step
+    is negative beyond Z SE and brings their median level to the fraction within `steps` more steps
+    (a slow drift on a plateau far above F* is not convergence). Values at the float64 rounding floor
+    of the KL (below ROUNDING F0) are left out of the slopes. `info["tail_slope"]`: over all chains.
     """
-    rates, ses = [], []
-    for g in gammas:
-        k, d2 = run({**cfg, "gamma": float(g), "instruments": ("dist2",)}).values("dist2")
-        m, s, _ = mean_se(tail_slopes(k, d2, floor=1e-24, ceiling=1e-2) / 2)
-        rates.append(float(m))
-        ses.append(float(s))
-    gs = [float(g) for g in gammas]
-    cross = [i for i in range(1, len(gs)) if rates[i - 1] < 0 <= rates[i]]
-    if not cross:
-        raise ValueError(f"gammas: the growth rate does not change sign on {gs} (rates {np.round(rates, 4).tolist()})")
-    i = cross[0]
-    slope = (rates[i] - rates[i - 1]) / (gs[i] - gs[i - 1])
-    root = gs[i - 1] - rates[i - 1] / slope
-    return Outcome(root, max(ses[i - 1], ses[i]) / slope,
-                   info={"largest_convergent_gamma_on_grid": gs[i - 1], "growth_rates": rates, "growth_rates_se": ses})
+    r = run(cfg)
+    k, v = r.values("excess_risk")
+    ratio = v / v[0]
+    reached = ratio[-1] <= CONVERGED_FRACTION
+    above = np.where(ratio > ROUNDING, v, np.nan)
+    rest = above[:, ~reached]
+    slope, se, n = mean_se(tail_slopes(k, rest, floor=0.0)) if rest.shape[1] else (math.nan, math.nan, 0)
+    level = float(np.median(ratio[-1, ~reached])) if n else math.nan
+    needed = math.log(level / CONVERGED_FRACTION) / -slope if n and slope < 0 else math.inf
+    on_course = math.isfinite(se) and slope < -Z * se and needed <= k[-1]
+    ok = r.diverged_chains == 0 and (bool(reached.all()) or on_course)
+    lr, lr_se, _ = mean_se(np.log10(np.maximum(ratio[-1], ROUNDING)))
+    every, every_se, _ = mean_se(tail_slopes(k, above, floor=0.0))
+    info = {"converges": ok, "reached_fraction": int(reached.sum()), "chains": int(len(reached)),
+            "tail_slope": every, "tail_slope_se": every_se, "slope_not_reached": slope, "steps_to_fraction": needed,
+            "median_final_over_initial": float(np.median(ratio[-1])), "diverged_chains": r.diverged_chains,
+            "F0": float(np.mean(v[0]))}
+    return Outcome(lr, lr_se, info=info)
+
+
+def tail_slope(cfg: Mapping[str, Any]) -> Outcome:
+    """The mean tail slope of log(F - F*) per step over the chains (`converges`), SE across chains."""
+    o = converges(cfg)
+    return Outcome(o.info["tail_slope"], o.info["tail_slope_se"], info=o.info)
+
+
+def convergence_bracket(cfg: Mapping[str, Any]) -> Outcome:
+    """The largest gamma of the ascending grid `gammas` (each its own seed) up to which every point
+    converges (`converges`), SE 0 (a grid value); the bracket's upper end is the next grid point."""
+    gs = [float(g) for g in cfg["gammas"]]
+    if gs != sorted(gs):
+        raise ValueError(f"gammas must be ascending, got {gs}")
+    ok = [converges(c).info["converges"] for c in points(cfg)]
+    if not ok[0]:
+        raise ValueError(f"gammas: SGD does not converge at the smallest gamma {gs[0]:g}")
+    i = ok.index(False) - 1 if False in ok else len(ok) - 1
+    hi = gs[i + 1] if i + 1 < len(gs) else math.inf
+    later = [g for g, c in zip(gs[i + 1:], ok[i + 1:]) if c]
+    return Outcome(gs[i], 0.0, info={"bracket": [gs[i], hi], "converges": ok, "convergent_above_bracket": later})
+
+
+def wald_rate(k: np.ndarray, d2: np.ndarray) -> tuple[float, float, float]:
+    """The growth rate per step of ||theta_k - theta*|| in LINEAR_REGIME, from chains stopped when
+    they leave it: (rate, SE, mean steps in the regime).
+
+    Chain r contributes S_r = log(d_tau / d_0) and tau_r, its first recorded step outside the regime
+    (or the last step). log d_k is a random walk with drift lambda (the top Lyapunov exponent, E19)
+    and heavy-tailed steps, and tau_r is a stopping time, so Wald's identity E[S] = lambda E[tau]
+    makes sum_r S_r / sum_r tau_r consistent; a per-chain slope over the records that stay in the
+    regime is not (the chains that jump out are dropped: biased towards 0). SE by the delta method.
+    """
+    lo, hi = LINEAR_REGIME
+    log_d = 0.5 * np.log(d2)
+    S, T = [], []
+    for c in range(d2.shape[1]):
+        out = np.nonzero(~((d2[:, c] > lo) & (d2[:, c] < hi)))[0]
+        j = out[0] if len(out) else len(k) - 1
+        S.append(log_d[j, c] - log_d[0, c])
+        T.append(k[j] - k[0])
+    S, T = np.array(S), np.array(T, dtype=float)
+    rate = float(S.sum() / T.sum())
+    se = float(math.sqrt(np.sum((S - rate * T) ** 2) / (len(S) * (len(S) - 1))) / T.mean())
+    return rate, se, float(T.mean())
+
+
+def growth_rate(cfg: Mapping[str, Any]) -> tuple[float, float, float]:
+    """`wald_rate` of SGD started near theta* (`init_scale` inside LINEAR_REGIME)."""
+    k, d2 = run({**cfg, "instruments": ("dist2",)}).values("dist2")
+    d0 = float(np.median(d2[0]))
+    if not LINEAR_REGIME[0] < d0 < LINEAR_REGIME[1]:
+        raise ValueError(f"init_scale: ||theta_0 - theta*||^2 ~ {d0:.2g} is outside the linear regime {LINEAR_REGIME}")
+    return wald_rate(np.asarray(k, dtype=float), d2)
+
+
+def growth_threshold(cfg: Mapping[str, Any]) -> Outcome:
+    """The gamma where the measured growth rate rises through 0 (E19), interpolated between the
+    bracketing grid points with the delta-method SE of `stats.crossing` (independent seeds)."""
+    rates = [growth_rate(c) for c in points(cfg, drop=("lyapunov_steps",))]
+    m, se = [r[0] for r in rates], [r[1] for r in rates]
+    g, g_se = crossing(cfg["gammas"], m, se, 0.0)
+    if not math.isfinite(g):
+        raise ValueError(f"gammas: the growth rate does not rise through 0 on {list(cfg['gammas'])} "
+                         f"(rates {np.round(m, 4).tolist()})")
+    info = {"growth_rates": m, "growth_rates_se": se, "mean_steps_in_regime": [r[2] for r in rates],
+            "linear_regime": list(LINEAR_REGIME), "estimator": "Wald: sum log(d_tau/d_0) / sum tau over chains"}
+    return Outcome(g, g_se, info=info)

@@ -52,8 +52,8 @@ def loss_noise(table: pd.DataFrame, window: int | float | None = None, *, quanti
 
     DESIGN 6 (F1 table): noise = std of the validation loss over the last half. Reported raw and
     detrended (a least-squares line over the window removed, so slow convergence inside the window
-    does not count as noise). Per chain; aggregate with `stationary_window_stats` or mean and SE
-    across chains (DESIGN 2.9: chains are the independent samples).
+    does not count as noise). Per chain; aggregate with `stats.mean_se` across chains (DESIGN 2.9:
+    chains are the independent samples).
 
     Args:
         table: tidy run table with columns step, chain, quantity, value.

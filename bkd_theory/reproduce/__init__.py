@@ -1,112 +1,106 @@
-"""`bkd reproduce`: one module per figure F1..F10 (DESIGN 6).
+"""`bkd reproduce`: the figures of DESIGN 6, one module each, registered in `base.FIGURES`.
 
-Each figure module has `make(quick: bool, out: Path) -> list[Path]`. It writes `<ID>.png`, the CSV
-behind the plot (`<ID>.csv`), and `<ID>.claims.csv`: one row per checked claim with columns
-`claim, configuration, predicted, measured, measured_se, ratio, verdict`. `figures/README.md` is
-built from those claims files by `write_index`, never typed by hand.
+Each figure module registers a class with `settings`, `measure` and `draw` (`base.figure`); its
+claims come from the one claims registry (`bkd_theory.claims`). `figures/README.md` is built from
+the registry and the files the figures wrote (`write_index`), never typed by hand.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
 from .. import __version__
+from .base import CLAIM_COLUMNS, FIGURES, Figure, Result, figure, point_seed, write
+
+__all__ = ["CLAIM_COLUMNS", "FIGURES", "FIGURE_IDS", "Figure", "Result", "figure", "make", "point_seed", "reproduce",
+           "select", "write_index"]
+
+#: the module of each figure (imported on first use; the module registers the figure)
+MODULES = {"F1": "f01_learning_curves", "F2": "f02_risk_interpolation", "F3": "f03_gradient_noise",
+           "F4": "f04_distance", "F5": "f05_function_value", "F6": "f06_neighborhood", "F7": "f07_step_sizes",
+           "F8": "f08_generalisation", "F9": "f09_bayesian_teachers", "F10": "f10_mc_samples"}
+FIGURE_IDS = tuple(MODULES)
 
 
-@dataclass(frozen=True)
-class Figure:
-    """A figure recipe: its id, title, one-line summary and module name."""
-
-    id: str
-    title: str
-    summary: str
-    module: str
-
-    def maker(self) -> Callable[[bool, Path], list[Path]]:
-        return importlib.import_module(f"{__name__}.{self.module}").make
-
-
-FIGURES: tuple[Figure, ...] = (
-    Figure("F1", "Learning curves (paper setting)", "Validation loss of MLP students of onehot, bcp and Dirichlet teachers; loss-noise table.", "f01_learning_curves"),
-    Figure("F2", "Props 1 and 2", "One-hot and bcp risks coincide along a line through theta*; bcp gradients vanish at theta*.", "f02_risk_interpolation"),
-    Figure("F3", "Prop 3", "Predicted vs measured gradient noise sigma^2 at theta* over teachers and noise levels.", "f03_gradient_noise"),
-    Figure("F4", "T1 and T3", "E||theta_k - theta*||^2 vs k with the bounds E13/E15 and the Lyapunov prediction E17'.", "f04_distance"),
-    Figure("F5", "T2 and T4", "E[F - F*] vs k on the teacher-network task with an MLP student, with E14/E16.", "f05_function_value"),
-    Figure("F6", "Neighborhood", "Stationary E[F - F*] vs gamma and vs noise: measured, bound E16, sharp E17.", "f06_neighborhood"),
-    Figure("F7", "Step sizes", "Largest convergent gamma for bcp vs onehot against 1/calL, 1/(2 calL) and E19.", "f07_step_sizes"),
-    Figure("F8", "Generalisation", "Finite-n excess risk and accuracy vs noise and n, with E18 and nu_c (E10).", "f08_generalisation"),
-    Figure("F9", "Bayesian teachers", "Trained teachers' distance to the true BCP and their students' accuracy and loss noise.", "f09_bayesian_teachers"),
-    Figure("F10", "MC samples", "Student noise vs the number S of teacher samples (E9).", "f10_mc_samples"),
-)
-FIGURE_IDS = tuple(f.id for f in FIGURES)
-CLAIM_COLUMNS = ("claim", "configuration", "predicted", "measured", "measured_se", "ratio", "verdict")
+def _load(fig_id: str) -> Figure:
+    importlib.import_module(f"{__name__}.{MODULES[fig_id]}")
+    return FIGURES.get(fig_id).obj
 
 
 def select(only: Sequence[str] | None = None) -> list[Figure]:
-    """Return the figures named in `only` (ids like "F3", any case), or all of them."""
-    if not only:
-        return list(FIGURES)
-    wanted = [s.strip().upper() for s in only if s.strip()]
+    """The figures named in `only` (ids like "F3", any case), or all of them, in figure order."""
+    wanted = [s.strip().upper() for s in only or () if s.strip()] or list(FIGURE_IDS)
     unknown = sorted(set(wanted) - set(FIGURE_IDS))
     if unknown:
         raise ValueError(f"only must name figures among {', '.join(FIGURE_IDS)}; unknown: {', '.join(unknown)}")
-    return [f for f in FIGURES if f.id in wanted]
+    return [_load(f) for f in FIGURE_IDS if f in wanted]
 
 
-def write_claims(out: Path, fig_id: str, rows: list[dict]) -> Path:
-    """Write `<fig_id>.claims.csv` (columns CLAIM_COLUMNS) and return its path."""
-    frame = pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
-    path = Path(out) / f"{fig_id}.claims.csv"
-    frame.to_csv(path, index=False)
-    return path
+def make(fig_id: str, quick: bool, out: Path | str) -> tuple[list[Path], Result]:
+    """Measure, judge, draw and save one figure; return its paths and its `Result`."""
+    fig = select([fig_id])[0]
+    s = fig.settings(quick)
+    result = fig.measure(s)
+    return write(fig, result, s, Path(out), quick=quick), result
 
 
 def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = None) -> Path:
-    """Write `out/README.md`: one line per figure and the claims table read from `*.claims.csv`."""
+    """Write `out/README.md` (atomically): one line per figure with its mode (quick or full, read
+    from its own `<ID>.json`, so a folder mixing `--quick` and full figures, or an interrupted or
+    `--only` run over an older folder, is described truly), its notes and the claims table read
+    from `*.claims.csv`. `quick` is the mode of the run writing the index, named in its header."""
+    from ..records import write_atomic
+
+    def mode(meta: Path) -> str:  # as recorded in the figure's own <ID>.json
+        try:
+            flag = json.loads(meta.read_text()).get("quick")
+        except (OSError, ValueError, AttributeError):
+            return "unknown"
+        return "quick" if flag is True else "full" if flag is False else "unknown"
+
     out = Path(out)
-    lines = [
-        "# Figures",
-        "",
-        f"Written by `bkd reproduce{' --quick' if quick else ''}` (bkd_theory {__version__}). "
-        "Every number below is read from the CSV files beside this index.",
-        "",
-        "| figure | what it shows | files |",
-        "| --- | --- | --- |",
-    ]
-    for fig in FIGURES:
-        if (out / f"{fig.id}.png").exists():
-            secs = f" ({timings[fig.id]:.0f} s)" if timings and fig.id in timings else ""
-            lines.append(f"| {fig.id}: {fig.title} | {fig.summary}{secs} | [png]({fig.id}.png), [csv]({fig.id}.csv) |")
+    lines = ["# Figures", "",
+             f"Last written by `bkd reproduce{' --quick' if quick else ''}` (bkd_theory {__version__}). Each "
+             "figure's mode is in the table (quick: small sizes; full: the published sizes); every number below is "
+             "read from the files beside this index; `<ID>.json` holds each figure's settings, seed and versions.",
+             "", "| figure | mode | what it shows | claims | files |", "| --- | --- | --- | --- | --- |"]
+    ids = [i for i in FIGURE_IDS if (out / f"{i}.png").exists()]
+    shown = select(ids) if ids else []
+    for fig in shown:
+        secs = f" ({timings[fig.id]:.0f} s)" if timings and fig.id in timings else ""
+        lines.append(f"| {fig.id}: {fig.title} | {mode(out / f'{fig.id}.json')} | {fig.summary}{secs} | "
+                     f"{', '.join(fig.claims) or '-'} | "
+                     f"[png]({fig.id}.png), [csv]({fig.id}.csv), [claims]({fig.id}.claims.csv) |")
+    for fig in shown:
+        meta = out / f"{fig.id}.json"
+        notes = json.loads(meta.read_text()).get("notes", []) if meta.exists() else []
+        if notes:
+            lines += ["", f"**{fig.id}.** " + " ".join(notes)]
     lines += ["", "## Claims: prediction vs measurement", "",
-              "| figure | claim | configuration | predicted | measured ± SE | ratio | verdict |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for fig in FIGURES:
+              "Verdicts (DESIGN 2.9): agrees/disagrees within 4 combined SE; holds/violated for bounds and signs; "
+              "not stationary; vacuous; inconclusive; finding.", "",
+              "| figure | claim | predicted ± SE | measured ± SE | z | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for fig in shown:
         path = out / f"{fig.id}.claims.csv"
-        if not path.exists():
-            continue
-        for row in pd.read_csv(path).to_dict("records"):
-            lines.append(
-                f"| {fig.id} | {row['claim']} | {row['configuration']} | {_fmt(row['predicted'])} | "
-                f"{_fmt(row['measured'])} ± {_fmt(row['measured_se'])} | {_fmt(row['ratio'])} | {row['verdict']} |"
-            )
-    path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+        for row in pd.read_csv(path).to_dict("records") if path.exists() else []:
+            lines.append(f"| {fig.id} | {row['claim']} | {_fmt(row['predicted'])} ± {_fmt(row['predicted_se'])} | "
+                         f"{_fmt(row['measured'])} ± {_fmt(row['measured_se'])} | {_fmt(row['z'], 2)} | {row['verdict']} |")
+    return write_atomic(out / "README.md", "\n".join(lines) + "\n")
 
 
-def _fmt(value: object) -> str:
+def _fmt(value: object, digits: int = 4) -> str:
     try:  # a column mixing numbers and text ("> 1") is read back as text: format the numbers
         v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(value)
     if v != v:
         return "–"
-    return f"{v:.4g}"
+    return f"{v:.{digits}g}"
 
 
 def _make_one(fig_id: str, quick: bool, out: str, threads: int | None) -> tuple[str, list[Path], float]:
@@ -117,15 +111,15 @@ def _make_one(fig_id: str, quick: bool, out: str, threads: int | None) -> tuple[
         import torch
 
         torch.set_num_threads(threads)
-    fig = select([fig_id])[0]
     start = time.perf_counter()
-    paths = fig.maker()(quick, Path(out))
+    paths, _ = make(fig_id, quick, out)
     return fig_id, paths, time.perf_counter() - start
 
 
 def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | None = None, jobs: int = 1,
               progress: bool = False) -> dict[str, list[Path]]:
-    """Make the selected figures into `out` and write `out/README.md`.
+    """Make the selected figures into `out`, rewriting `out/README.md` after each one (an
+    interrupted run keeps every figure it finished).
 
     Args:
         out: output directory (created if missing).
@@ -148,18 +142,19 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
     out.mkdir(parents=True, exist_ok=True)
     figures = select(only)
     results: dict[str, tuple[list[Path], float]] = {}
+
+    def done(fig_id: str, paths: list[Path], secs: float) -> None:  # the index is rewritten after every figure
+        results[fig_id] = (paths, secs)
+        write_index(out, quick=quick, timings={k: v[1] for k, v in results.items()})
+        bar.update()
+
     with tqdm(total=len(figures), desc="figures", disable=not progress) as bar:
         if jobs == 1:
             for fig in figures:
-                fig_id, paths, secs = _make_one(fig.id, quick, str(out), None)
-                results[fig_id] = (paths, secs)
-                bar.update()
+                done(*_make_one(fig.id, quick, str(out), None))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
                 futures = [pool.submit(_make_one, fig.id, quick, str(out), 1) for fig in figures]
                 for fut in as_completed(futures):
-                    fig_id, paths, secs = fut.result()
-                    results[fig_id] = (paths, secs)
-                    bar.update()
-    write_index(out, quick=quick, timings={k: v[1] for k, v in results.items()})
+                    done(*fut.result())
     return {fig.id: results[fig.id][0] for fig in figures}

@@ -1,258 +1,316 @@
-"""F1, the authors' synthetic experiment: learning curves and the loss-noise table (DESIGN 6 F1).
+"""F1, the authors' synthetic experiment: learning curves, the loss-noise table and the accuracy
+table (DESIGN 6 F1).
 
-Configuration (as in the authors' code): the paper task with standardised inputs, a 2 x 128 ReLU MLP
-student, batch 1, lr 5e-4, heavy-ball momentum 0.9, 2 epochs over a training set of 22,500 points
-(finite regime, epoch shuffling), validation cross-entropy against the labels of a held-out set.
-Teachers: onehot (the labels: frozen one-hot draws), bcp (exact p), dirichlet:5 and dirichlet:0.5.
-The Dirichlet targets are FROZEN (one draw per training point, reused in both epochs): in the
-authors' KD setting the student sees a teacher's fixed predictions, not a new draw per visit.
+Configuration (as in the authors' code, `claims.learning.PAPER`): the paper task with standardised
+inputs, a 2 x 128 ReLU MLP student, batch 1, lr 5e-4, heavy-ball momentum 0.9, float32, `epochs`
+epochs over a training set of n points per seed (epoch shuffling), validation cross-entropy
+against the labels of a fixed evaluation set of `eval_n` points (stated in the caption and the
+tables). Teachers: onehot (frozen labels), dirichlet:0.5, dirichlet:5 (frozen draws: a teacher's
+fixed predictions) and bcp (exact p). Seeds are the loop's chains, paired across teachers.
 
-Seeds are the loop's independent chains (own training set, initialisation, shuffling and teacher
-draws). Chain r is the same in every teacher's run apart from its targets, so per-seed ratios are
-paired.
-
-- Loss noise (per seed) = std over time of the recorded validation loss over the last half of
-  training (`instruments.loss_noise`: raw, and detrended by a least-squares line, so the slow
-  decrease inside the window does not count as noise); then mean +- SE across seeds.
-- Ratio to bcp: the per-seed ratio noise_T / noise_bcp, then mean +- SE across seeds (not the ratio
-  of means; no delta method needed).
-- Prediction (direction only): by E6/E8 the target covariance Cov(t | x) = C_y / (1 + alpha) orders
-  onehot > dirichlet:0.5 > dirichlet:5 > bcp = 0, so the loss noise should follow; the paper reports
-  up to 30 % less noise for better teachers. All four teachers are unbiased, so they share the
-  minimiser F* (Prop. 1): the validation loss of q = p on the same held-out points is drawn as the
-  floor.
-- Verdicts of directional claims: "holds" when the measured margin exceeds 2 SE in the predicted
-  direction, "fails" when it exceeds 2 SE in the other, else "inconclusive".
-
-CSV (tidy): teacher, seed, step, quantity, value. Quantities: val_loss, excess_risk, accuracy (curves);
-loss_noise, loss_noise_detrended, noise_ratio_bcp, noise_ratio_bcp_detrended and val_loss_last_half
-(per seed, at the last step); bayes_val_loss (seed -1). `F1.noise.csv` holds the aggregated table.
+Every judged number comes from `claims.make(kind, ...).check()` (kinds in `claims.learning`):
+- loss-noise ordering onehot > dirichlet:0.5 > dirichlet:5 > bcp (E8: Cov(t | x) = Sigma_y/(1 + alpha)),
+  `loss-noise-ratio` with `verdicts.Sign` (holds / violated beyond Z = 4 SE);
+- the magnitude of the Dirichlet 0.5 / 5 ratio. E8 scales the parameter covariance S by
+  s = 1/(1 + alpha); the std of a loss curve scales as s for its quadratic part and as s^(1/2)
+  for its linear part (`claims.learning` docstring). So the measured ~1 : 0.7 : 0.3 (onehot :
+  0.5 : 5) is not E8's 1 : 0.67 : 0.17: the validation loss against sampled eval labels carries a
+  linear "label term" of size O(eval_n^-1/2). Claims: the label term follows s^(1/2) (ratio 2,
+  `E8-loss-noise`, Equal); the excess risk of the realizable linear student with the same
+  optimiser follows s (ratio 4, Equal); the validation loss lies between (two Sign claims).
+  The investigation table (`F1.investigation.csv`) gives the ratio for each curve of the base runs
+  and of the linear student; full mode adds the variants that test the other candidates: no
+  momentum (lr 5e-3, the same effective step), fresh Dirichlet draws, online (no training set),
+  and a 4x larger eval set.
+- end-of-training values (mean over the last `end_window` of the recorded steps, SE across seeds
+  combined with the evaluation-sample term: `records.Run.summary` for single values, per-point
+  differences for paired ones): val loss(onehot) > val loss(bcp), accuracy(bcp) > accuracy(onehot)
+  (Sign), and every accuracy <= the Bayes accuracy (exact orthant integral; Bound).
+Loss noise is the std of the curve over the last half of the run, detrended by a least-squares line
+(the slow decrease inside the window is not noise; the raw std is in the table too); a ratio of
+noises is the ratio of the seed means with the paired delta-method SE.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .. import plots, sgd
-from ..threads import single_thread
-from ..instruments import Calibration, Every, ExcessRisk, StepContext, ValidationLoss, loss_noise
-from ..stats import trailing_window
+from .. import claims
+from ..claims import learning as L
+from ..plots import band, finish, new_figure
 from ..plots import learning as lp
-from ..records import Run
-from . import write_claims
+from ..stats import mean_se, trailing_window
+from .base import FRAME_COLUMNS, Result, figure
 
-FIG_ID = "F1"
 SEED = 1
-Z = 2.0  # one-sided directional claims: margin in standard errors
 TEACHERS = ("onehot", "dirichlet:0.5", "dirichlet:5", "bcp")
-PAPER_REDUCTION = 0.30  # "up to 30 % less noise" (the paper, CIFAR-100)
+PAIR = ("dirichlet:0.5", "dirichlet:5")  # the ratio whose magnitude E8 predicts
+CURVES = ("val_loss", "excess_risk", "label_term")
+COLUMNS = [*FRAME_COLUMNS, "se_seeds", "seed", "claim"]
+#: the investigation's variants of the base configuration (full mode): label -> overrides
+VARIANTS = {
+    "no momentum (lr 5e-3)": {"momentum": 0.0, "gamma": 5e-3},
+    "fresh Dirichlet draws": {"noise": "fresh"},
+    "online (no training set)": {"regime": "online", "n": None, "sampling": "replacement", "noise": "fresh"},
+    "eval set x4": {"eval_mult": 4},
+}
 
 
-@dataclass(frozen=True)
-class Setting:
-    """Sizes of one mode: training points n, epochs, seeds (chains), evaluation period and size."""
-
-    n: int
-    epochs: int
-    seeds: int
-    eval_every: int
-    eval_n: int
-
-    @property
-    def steps(self) -> int:
-        return self.n * self.epochs
+def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, seed: int = -1,
+         claim: str = "", se_seeds: float = math.nan) -> dict:
+    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, se_seeds=se_seeds, seed=seed,
+                claim=claim)
 
 
-QUICK = Setting(n=2_000, epochs=1, seeds=3, eval_every=50, eval_n=1_000)
-FULL = Setting(n=22_500, epochs=2, seeds=6, eval_every=250, eval_n=2_500)
-STUDENT = dict(student="mlp", gamma=5e-4, momentum=0.9, batch=1, init="random", dtype="float32")
+def base_config(s: dict) -> dict:
+    """The paper configuration of the main runs (teacher onehot; the claims swap it)."""
+    return {**L.PAPER, "teacher": "onehot", "n": s["n"], "steps": s["n"] * s["epochs"], "chains": s["seeds"],
+            "seed": SEED, "eval_every": s["eval_every"], "eval_n": s["eval_n"], "curve": "val_loss", "detrend": True,
+            "end_window": s["end_window"]}
 
 
-@dataclass(frozen=True)
-class BayesValidationLoss:
-    """`bayes_val_loss`: the validation loss of the Bayes predictor q = p on the run's eval set.
-
-    mean over the eval set of -log p_y(x): the floor F* of `val_loss` on these very points (Prop. 1),
-    the same for every chain. Observed at step 0 only.
-    """
-
-    name: ClassVar[str] = "bayes_val_loss"
-    needs: ClassVar[frozenset[str]] = frozenset()
-
-    def schedule(self, step: int) -> bool:
-        return step == 0
-
-    def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
-        log_p = ctx.eval_set.log_p
-        value = -log_p.gather(-1, ctx.eval_set.y.reshape(-1, 1)).mean()
-        return {"bayes_val_loss": value.expand(ctx.theta.shape[0]).clone()}
+def linear_config(s: dict) -> dict:
+    """The realizable linear student with the paper's optimiser, online, from theta*."""
+    return {**L.LINEAR_ONLINE, "steps": s["linear_steps"], "chains": s["linear_chains"], "seed": SEED,
+            "eval_every": s["linear_eval_every"], "eval_n": s["eval_n"], "curve": "excess_risk", "detrend": True}
 
 
-def mean_se(values: np.ndarray) -> tuple[float, float, int]:
-    """Mean, SE across seeds (std ddof=1 / sqrt(n)) and n of the finite entries of `values`."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return math.nan, math.nan, 0
-    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else math.nan
-    return float(v.mean()), se, len(v)
+@figure("F1", title="Learning curves and loss noise", seed=SEED,
+        claims=("loss-noise-ratio", "E8-loss-noise", "paired-difference", "accuracy-bayes"),
+        summary="Paper-style learning curves (MLP, b=1, lr 5e-4, m=0.9); loss noise vs E8 for the linear and "
+                "quadratic parts of the loss; accuracy vs the Bayes accuracy.")
+class F1:
+    @staticmethod
+    def settings(quick: bool) -> dict:
+        if quick:
+            return dict(n=3000, epochs=2, seeds=8, eval_every=100, eval_n=1000, end_window=0.1, linear_steps=12000,
+                        linear_chains=16, linear_eval_every=100, variants=())
+        return dict(n=22500, epochs=2, seeds=6, eval_every=250, eval_n=2500, end_window=0.1, linear_steps=45000,
+                    linear_chains=32, linear_eval_every=250, variants=tuple(VARIANTS))
+
+    @staticmethod
+    def measure(s: dict) -> Result:
+        base, lin = base_config(s), linear_config(s)
+        records = _claims(base, lin)
+        rows = _curve_rows(base) + _noise_rows(base, lin, records)
+        for t in TEACHERS:
+            a = L.end({**base, "teacher": t}, "accuracy")
+            rows.append(_row("accuracy", t, "accuracy", L.label_scale(t), a.value, a.se))
+        tables = {"noise": _noise_table(base), "accuracy": _accuracy_table(base)}
+        inv = _investigation(base, lin, s["variants"])
+        tables["investigation"] = inv
+        rows += [_row("ratio", r.configuration, r.curve, i, r.ratio, r.se) for i, r in enumerate(inv.itertuples())]
+        return Result(pd.DataFrame(rows, columns=COLUMNS), records, tables, notes=_notes(records, inv, base))
+
+    @staticmethod
+    def draw(result: Result, s: dict):
+        fig, axes = new_figure(3, 2, width=4.4, height=3.3)
+        f, tabs = result.frame, result.tables
+        _draw_curves(axes[0, 0], axes[0, 1], f)
+        _draw_noise(axes[0, 2], f)
+        _draw_ratios(axes[1, 0], f)
+        acc = tabs["accuracy"]
+        lp.estimates(axes[1, 1], list(acc["teacher"]), acc["accuracy"], acc["accuracy_se"],
+                     reference_value=float(acc["bayes_accuracy"].iloc[0]), reference_label="Bayes accuracy (exact)")
+        axes[1, 1].set_xlabel("accuracy on the eval set, end of training")
+        axes[1, 1].set_title("(e) accuracy, +-2 SE (seeds + eval sample)", fontsize=9)
+        axes[1, 1].legend(fontsize=7)
+        nz = tabs["noise"][tabs["noise"]["teacher"] != "bcp"]
+        lp.estimates(axes[1, 2], list(nz["teacher"]), nz["ratio_to_bcp"], nz["ratio_to_bcp_se"], offset=-0.15,
+                     series="raw", reference_value=1.0, reference_label="= bcp")
+        lp.estimates(axes[1, 2], list(nz["teacher"]), nz["ratio_to_bcp_detrended"], nz["ratio_to_bcp_detrended_se"],
+                     offset=0.15, fmt="s", series="detrended")
+        axes[1, 2].set_xlabel("noise(T) / noise(bcp), val loss")
+        axes[1, 2].set_title("(f) loss noise relative to bcp, +-2 SE", fontsize=9)
+        axes[1, 2].legend(fontsize=7)
+        return finish(fig, f"F1: paper task (standardised), MLP 2x128 ReLU, batch 1, lr 5e-4, momentum 0.9, "
+                           f"{s['epochs']} epochs over n={s['n']:,} per seed (shuffled); labels and Dirichlet targets "
+                           f"frozen; validation CE on a fixed eval set of {s['eval_n']:,} points every "
+                           f"{s['eval_every']} steps; {s['seeds']} seeds. Loss noise: std of the curve over the last "
+                           f"half, detrended. Linear student: online from theta*, {s['linear_chains']} chains, "
+                           f"{s['linear_steps']:,} steps.")
 
 
-def directional(margin: float, se: float, z: float = Z) -> str:
-    """Verdict of a claim "margin > 0": holds / fails beyond z SE, else inconclusive."""
-    if not (math.isfinite(margin) and math.isfinite(se)):
-        return "inconclusive"
-    if margin > z * se:
-        return "holds"
-    if margin < -z * se:
-        return "fails"
-    return "inconclusive"
+def _claims(base: dict, lin: dict) -> list:
+    """The judged claims (module docstring)."""
+    e8 = "E8: Cov(t | x) = Sigma_y/(1 + alpha)"
+    out = [claims.check("loss-noise-ratio", f"noise-{a}-over-{b}", base, teacher=a, than=b, reference=1.0, basis=e8)
+           for a, b in zip(TEACHERS, TEACHERS[1:])]
+    out.append(claims.check("loss-noise-ratio", "noise-ratio-above-linear-law", base, teacher=PAIR[0], than=PAIR[1],
+                      reference=2.0, basis="above the linear part's (s_0.5/s_5)^(1/2) = 2: the quadratic part adds"))
+    out.append(claims.check("loss-noise-ratio", "noise-ratio-below-quadratic-law", base, teacher=PAIR[1], than=PAIR[0],
+                      reference=0.25, basis="inverse ratio above 1/4: below the quadratic part's s_0.5/s_5 = 4, the "
+                                            "label term adds"))
+    out.append(claims.check("E8-loss-noise", "E8-label-term", base, curve="label_term", teacher=PAIR[0], than=PAIR[1]))
+    out.append(claims.check("E8-loss-noise", "E8-linear-student-excess-risk", lin, teacher=PAIR[0], than=PAIR[1]))
+    out.append(claims.check("paired-difference", "val-loss-onehot-minus-bcp", base, teacher="onehot", than="bcp",
+                      quantity="val_loss", basis="noisier targets, higher end risk (E18)"))
+    out.append(claims.check("paired-difference", "accuracy-bcp-minus-onehot", base, teacher="bcp", than="onehot",
+                      quantity="accuracy", basis="the bcp student is closer to p"))
+    out += [claims.check("accuracy-bayes", f"accuracy-bayes-{t}", base, teacher=t) for t in TEACHERS]
+    return out
 
 
-def per_seed(run: Run) -> pd.DataFrame:
-    """Per-seed loss noise (raw, detrended) and last-half mean validation loss of one run."""
-    table = run.table()
-    noise = loss_noise(table, quantity="val_loss")
-    steps, vals = run.values("val_loss")
-    last = vals[trailing_window(np.asarray(steps), None)].mean(axis=0)
-    noise["val_loss_last_half"] = last
-    return noise.rename(columns={"chain": "seed"})
-
-
-def _run(setting: Setting, teacher: str) -> Run:
-    when = Every(setting.eval_every, setting.steps)
-    instruments = [ValidationLoss(when), ExcessRisk(when), Calibration(when), BayesValidationLoss()]
-    return sgd.run(task="paper", standardize=True, teacher=teacher, regime="finite", n=setting.n, sampling="shuffle",
-                   noise="frozen", steps=setting.steps, chains=setting.seeds, seed=SEED, eval_every=setting.eval_every,
-                   eval_n=setting.eval_n, instruments=instruments, **STUDENT)
-
-
-def configuration(setting: Setting) -> str:
-    return (f"paper (std), mlp 2x128 relu, b=1, lr=5e-4, m=0.9, n={setting.n}, {setting.epochs} epoch(s), "
-            f"frozen targets, {setting.seeds} seeds")
-
-
-def make(quick: bool, out: Path) -> list[Path]:
-    """Write F1.png, F1.csv, F1.noise.csv and F1.claims.csv into `out`; return their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    setting = QUICK if quick else FULL
-    with single_thread():
-        runs = {t: _run(setting, t) for t in TEACHERS}
-
-    rows, seeds = [], {}
-    for t, run in runs.items():
-        tab = run.table()
-        tab = tab[tab["quantity"].isin(["val_loss", "excess_risk", "accuracy"])].rename(columns={"chain": "seed"})
-        rows.append(tab.assign(teacher=t))
-        seeds[t] = per_seed(run)
-    bayes_ce = float(runs["bcp"].values("bayes_val_loss")[1][0, 0])
-    for t in TEACHERS:
-        s = seeds[t]
-        s["noise_ratio_bcp"] = s["loss_noise"].to_numpy() / seeds["bcp"]["loss_noise"].to_numpy()
-        s["noise_ratio_bcp_detrended"] = s["loss_noise_detrended"].to_numpy() / seeds["bcp"]["loss_noise_detrended"].to_numpy()
-        long = s.drop(columns="points").melt(id_vars="seed", var_name="quantity", value_name="value")
-        rows.append(long.assign(teacher=t, step=setting.steps))
-    rows.append(pd.DataFrame({"teacher": ["bcp"], "seed": [-1], "step": [0], "quantity": ["bayes_val_loss"], "value": [bayes_ce]}))
-    data = pd.concat(rows, ignore_index=True)[["teacher", "seed", "step", "quantity", "value"]]
-    csv = out / f"{FIG_ID}.csv"
-    data.to_csv(csv, index=False)
-
-    noise = _noise_table(seeds)
-    noise_csv = out / f"{FIG_ID}.noise.csv"
-    noise.to_csv(noise_csv, index=False)
-    claims = write_claims(out, FIG_ID, _claims(seeds, noise, bayes_ce, configuration(setting)))
-    png = _figure(data, noise, bayes_ce, setting, out)
-    return [png, csv, noise_csv, claims]
-
-
-def _noise_table(seeds: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def _curve_rows(base: dict) -> list[dict]:
+    """Val-loss curves: mean over seeds; `se` = SE across seeds combined with the evaluation-sample
+    term at that step, `se_seeds` = across seeds only (the eval error is common to every curve);
+    and seed 0's last half."""
     rows = []
-    for t, s in seeds.items():
-        row: dict = {"teacher": t}
-        for col, name in (("loss_noise", "noise"), ("loss_noise_detrended", "noise_detrended"),
-                          ("noise_ratio_bcp", "ratio_to_bcp"), ("noise_ratio_bcp_detrended", "ratio_to_bcp_detrended"),
-                          ("val_loss_last_half", "val_loss_last_half")):
-            row[name], row[f"{name}_se"], row["seeds"] = mean_se(s[col].to_numpy())
-        row["window_points"] = int(s["points"].iloc[0])
+    for t in TEACHERS:
+        r = L.run({**base, "teacher": t})
+        k, v = r.values("val_loss")
+        m, se_s, _ = mean_se(v, axis=1)
+        pts = r.points["val_loss"][1]
+        se = np.hypot(se_s, np.nanstd(pts, axis=1, ddof=1) / math.sqrt(pts.shape[1]))
+        rows += [_row("curves", t, "val_loss", int(x), float(a), float(b), se_seeds=float(c))
+                 for x, a, b, c in zip(k, m, se, se_s)]
+        late = trailing_window(np.asarray(k), None)
+        rows += [_row("trace", t, "val_loss", int(x), float(a), seed=0) for x, a in zip(k[late], v[late, 0])]
+    rows.append(_row("curves", "bcp", "F* (eval set)", 0, L.bayes_val_loss(base)))
+    return rows
+
+
+def _noise_rows(base: dict, lin: dict, records: list) -> list[dict]:
+    """Loss noise (detrended) vs s = 1/(1 + alpha) per curve, for the MLP and the linear student."""
+    rows = []
+    for c in CURVES:
+        for t in TEACHERS:
+            m, se, _ = mean_se(L.noise({**base, "curve": c}, t))
+            rows.append(_row("noise", t, c, L.label_scale(t), m, se))
+    rec = next(r for r in records if r.claim.id == "E8-linear-student-excess-risk")
+    for t in PAIR:
+        m, se, _ = mean_se(L.noise(lin, t))
+        rows.append(_row("noise", t, "linear student excess_risk", L.label_scale(t), m, se, claim=rec.claim.id))
+    return rows
+
+
+def _noise_table(base: dict) -> pd.DataFrame:
+    """Per teacher: loss noise (raw, detrended) of each curve with SE, ratios to bcp and to onehot."""
+    rows = []
+    for t in TEACHERS:
+        row: dict = {"teacher": t, "s": L.label_scale(t), "eval_n": base["eval_n"], "seeds": base["chains"]}
+        for c in CURVES:
+            for det, suffix in ((False, ""), (True, "_detrended")):
+                cfg = {**base, "curve": c, "detrend": det}
+                name = "noise" if c == "val_loss" else f"noise_{c}"
+                row[name + suffix], row[f"{name}{suffix}_se"], _ = mean_se(L.noise(cfg, t))
+                if c == "val_loss":
+                    for ref in ("bcp", "onehot"):
+                        r = L.noise_ratio({**cfg, "teacher": t, "than": ref})
+                        row[f"ratio_to_{ref}{suffix}"], row[f"ratio_to_{ref}{suffix}_se"] = r.value, r.se
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _claims(seeds: dict[str, pd.DataFrame], noise: pd.DataFrame, bayes_ce: float, config: str) -> list[dict]:
-    claims = []
-    for suffix, what in (("", "raw"), ("_detrended", "detrended")):
-        for t in ("onehot", "dirichlet:0.5", "dirichlet:5"):
-            m, se, _ = mean_se(seeds[t][f"noise_ratio_bcp{suffix}"].to_numpy())
-            claims.append({"claim": f"loss noise({t}) / noise(bcp) > 1 ({what} std, last half; per-seed ratios)",
-                           "configuration": config, "predicted": "> 1", "measured": m, "measured_se": se,
-                           "ratio": math.nan, "verdict": directional(m - 1.0, se)})
-    r = seeds["dirichlet:0.5"]["loss_noise"].to_numpy() / seeds["dirichlet:5"]["loss_noise"].to_numpy()
-    m, se, _ = mean_se(r)
-    claims.append({"claim": "loss noise(dirichlet:0.5) / noise(dirichlet:5) > 1 (E8: Cov ~ 1/(1+alpha))",
-                   "configuration": config, "predicted": "> 1", "measured": m, "measured_se": se, "ratio": math.nan,
-                   "verdict": directional(m - 1.0, se)})
-    red = 1.0 - 1.0 / seeds["onehot"]["noise_ratio_bcp"].to_numpy()
-    m, se, _ = mean_se(red)
-    claims.append({"claim": "noise reduction 1 - noise(bcp)/noise(onehot) (paper: up to 30 %)", "configuration": config,
-                   "predicted": PAPER_REDUCTION, "measured": m, "measured_se": se, "ratio": m / PAPER_REDUCTION,
-                   "verdict": "finding"})
-    diff = seeds["onehot"]["val_loss_last_half"].to_numpy() - seeds["bcp"]["val_loss_last_half"].to_numpy()
-    m, se, _ = mean_se(diff)
-    claims.append({"claim": "val loss(onehot) - val loss(bcp) > 0 (last-half means, paired seeds)", "configuration": config,
-                   "predicted": "> 0", "measured": m, "measured_se": se, "ratio": math.nan, "verdict": directional(m, se)})
-    for t in ("bcp", "onehot"):
-        row = noise[noise["teacher"] == t].iloc[0]
-        claims.append({"claim": f"last-half val loss({t}) vs F* on the eval set (Prop. 1 floor)", "configuration": config,
-                       "predicted": bayes_ce, "measured": row["val_loss_last_half"], "measured_se": row["val_loss_last_half_se"],
-                       "ratio": row["val_loss_last_half"] / bayes_ce, "verdict": "finding"})
-    return claims
+def _accuracy_table(base: dict) -> pd.DataFrame:
+    """Per teacher: end accuracy, val loss and excess risk with SE (seeds + eval sample), beside the
+    exact Bayes accuracy and F* on the eval set."""
+    bayes, floor = L.bayes_accuracy(base), L.bayes_val_loss(base)
+    rows = []
+    for t in TEACHERS:
+        row: dict = {"teacher": t, "eval_n": base["eval_n"], "seeds": base["chains"], "end_window": base["end_window"],
+                     "bayes_accuracy": bayes.value, "bayes_accuracy_se": bayes.se, "bayes_val_loss": floor}
+        for q in ("accuracy", "val_loss", "excess_risk"):
+            e = L.end({**base, "teacher": t}, q)
+            row[q], row[f"{q}_se"], row[f"{q}_se_eval"] = e.value, e.se, e.info["se_eval"]
+        row["accuracy_gap_to_bayes"] = bayes.value - row["accuracy"]
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _figure(data: pd.DataFrame, noise: pd.DataFrame, bayes_ce: float, setting: Setting, out: Path) -> Path:
-    fig, axes = plots.new_figure(2, 2, width=4.6, height=3.3)
-    (ax_curve, ax_zoom), (ax_noise, ax_ratio) = axes
-    val = data[data["quantity"] == "val_loss"]
-    lp.seed_bands(ax_curve, val, order=TEACHERS)
-    lp.reference(ax_curve, bayes_ce, label="F* (q = p)")
-    top = float(val[val["step"] >= setting.steps // 10]["value"].max())
-    ax_curve.set_ylim(bayes_ce - 0.05 * (top - bayes_ce), top)
+def _investigation(base: dict, lin: dict, variants: tuple[str, ...]) -> pd.DataFrame:
+    """noise(dirichlet:0.5) / noise(dirichlet:5) of each curve: the base runs, the linear student, and
+    (full mode) the variants of `VARIANTS`; beside the two laws (s^(1/2): 2, s: 4)."""
+    configs = {"base (F1 runs)": base}
+    for v in variants:
+        over = dict(VARIANTS[v])
+        eval_n = base["eval_n"] * over.pop("eval_mult", 1)
+        configs[v] = {**base, **over, "eval_n": eval_n}
+    rows = []
+    for label, cfg in configs.items():
+        for c in CURVES:
+            r = L.noise_ratio({**cfg, "curve": c, "teacher": PAIR[0], "than": PAIR[1]})
+            rows.append(dict(configuration=label, student="mlp", curve=c, ratio=r.value, se=r.se, seeds=r.info["seeds"],
+                             eval_n=cfg["eval_n"], steps=cfg["steps"]))
+    for c in CURVES:
+        r = L.noise_ratio({**lin, "curve": c, "teacher": PAIR[0], "than": PAIR[1]})
+        rows.append(dict(configuration="linear student (online, theta*)", student="linear", curve=c, ratio=r.value,
+                         se=r.se, seeds=r.info["seeds"], eval_n=lin["eval_n"], steps=lin["steps"]))
+    out = pd.DataFrame(rows)
+    out["law_linear_part"], out["law_quadratic_part"] = 2.0, 4.0
+    return out
+
+
+def _notes(records: list, inv: pd.DataFrame, base: dict) -> list[str]:
+    by = {r.claim.id: r for r in records}
+    fmt = lambda r: f"{r.measured.value:.3g} +- {r.measured.se:.2g}"  # noqa: E731
+    kl = inv[(inv["configuration"] == "base (F1 runs)") & (inv["curve"] == "excess_risk")].iloc[0]
+    return [f"Loss noise dirichlet:0.5 / dirichlet:5 (eval set of {base['eval_n']:,}): validation loss "
+            f"{fmt(by['noise-ratio-above-linear-law'])}, between E8's laws for the linear part (2) and the quadratic "
+            f"part (4); its label term {fmt(by['E8-label-term'])} (predicted 2, "
+            f"{by['E8-label-term'].verdict.verdict}); "
+            f"the MLP's excess-risk curve {kl.ratio:.3g} +- {kl.se:.2g}; the realizable linear student's excess "
+            f"risk {fmt(by['E8-linear-student-excess-risk'])} (predicted 4, "
+            f"{by['E8-linear-student-excess-risk'].verdict.verdict})."]
+
+
+def _draw_curves(ax_curve, ax_trace, f: pd.DataFrame) -> None:
+    cur = f[f["panel"] == "curves"]
+    floor = float(cur[cur["kind"] == "F* (eval set)"]["value"].iloc[0])
+    for t in TEACHERS:
+        c = cur[(cur["series"] == t) & (cur["kind"] == "val_loss")]
+        band(ax_curve, c["x"], c["value"], c["se_seeds"], label=t, color=lp.color(t))
+    lp.reference(ax_curve, floor, label="F* on the eval set (q = p)")
+    last = cur[(cur["kind"] == "val_loss") & (cur["x"] == cur["x"].max())]
+    shared = float(np.sqrt(np.mean(last["se"] ** 2 - last["se_seeds"] ** 2)))
+    ax_curve.errorbar(last["x"].iloc[0] * 1.02, floor, yerr=2 * shared, color="0.3", capsize=3,
+                      label="+-2 SE of the eval sample (shared)")
+    late = cur[(cur["kind"] == "val_loss") & (cur["x"] >= cur["x"].max() / 4)]
+    top = float(late.groupby("series")["value"].max().max())
+    ax_curve.set_ylim(floor - 0.1 * (top - floor), top + 0.05 * (top - floor))
+    ax_curve.set_xlabel("SGD step")
     ax_curve.set_ylabel("validation cross-entropy (nats)")
-    ax_curve.set_title("(a) learning curves, +-2 SE over seeds", fontsize=9)
-    ax_curve.legend(fontsize=7)
+    ax_curve.set_title("(a) learning curves, +-2 SE across seeds", fontsize=9)
+    ax_curve.legend(fontsize=6)
+    tr = f[f["panel"] == "trace"]
+    for t in TEACHERS:
+        c = tr[tr["series"] == t]
+        ax_trace.plot(c["x"], c["value"], lw=0.9, color=lp.color(t), label=t)
+    lp.reference(ax_trace, floor, label="F*")
+    ax_trace.set_xlabel("SGD step")
+    ax_trace.set_ylabel("validation cross-entropy (nats)")
+    ax_trace.set_title("(b) last half, seed 0 (the noise window)", fontsize=9)
 
-    late = val[val["step"] >= setting.steps / 2]
-    lp.seed_traces(ax_zoom, late, seed=int(late["seed"].min()), order=TEACHERS)
-    lp.reference(ax_zoom, bayes_ce, label="F*")
-    ax_zoom.set_ylabel("validation cross-entropy (nats)")
-    ax_zoom.set_title("(b) last half, seed 0 (noise window)", fontsize=9)
 
-    labels = list(noise["teacher"])
-    lp.estimates(ax_noise, labels, noise["noise"], noise["noise_se"], offset=-0.15, series="raw std")
-    lp.estimates(ax_noise, labels, noise["noise_detrended"], noise["noise_detrended_se"], offset=0.15, fmt="s",
-                 series="detrended std")
-    ax_noise.set_xlabel("std of val loss over the last half (nats)")
-    ax_noise.set_title("(c) loss noise per seed, mean +-2 SE", fontsize=9)
-    ax_noise.legend(fontsize=7)
+def _draw_noise(ax, f: pd.DataFrame) -> None:
+    nz = f[f["panel"] == "noise"]
+    grid = np.linspace(0.0, 1.0, 101)
+    for c, marker in zip(CURVES, "os^"):
+        sub = nz[nz["kind"] == c].sort_values("x")
+        ax.errorbar(sub["x"], sub["value"], yerr=2 * sub["se"], fmt=marker, ms=4, capsize=2, label=c)
+        top = float(sub[sub["series"] == "onehot"]["value"].iloc[0])
+        ax.plot(grid, top * grid, color="0.6", lw=0.7, ls="--")
+        ax.plot(grid, top * np.sqrt(grid), color="0.6", lw=0.7, ls=":")
+    ax.plot([], [], color="0.6", ls="--", label="~ s (quadratic part)")
+    ax.plot([], [], color="0.6", ls=":", label="~ s^1/2 (linear part)")
+    ax.set_xlabel("s = 1/(1 + alpha) (onehot 1, bcp 0)")
+    ax.set_ylabel("loss noise, detrended std (nats)")
+    ax.set_title("(c) loss noise vs target noise, MLP, +-2 SE", fontsize=9)
+    ax.legend(fontsize=6)
 
-    sub = noise[noise["teacher"] != "bcp"]
-    labels = list(sub["teacher"])
-    lp.estimates(ax_ratio, labels, sub["ratio_to_bcp"], sub["ratio_to_bcp_se"], offset=-0.15, series="raw",
-                 reference_value=1.0, reference_label="= bcp (no reduction)")
-    lp.estimates(ax_ratio, labels, sub["ratio_to_bcp_detrended"], sub["ratio_to_bcp_detrended_se"], offset=0.15,
-                 fmt="s", series="detrended")
-    ax_ratio.axvline(1.0 / (1.0 - PAPER_REDUCTION), color="tab:blue", ls=":", lw=1.0, label="paper: bcp 30 % less")
-    ax_ratio.set_xlabel("noise(T) / noise(bcp), per-seed ratios")
-    ax_ratio.set_title("(d) ratio to bcp, mean +-2 SE (prediction: > 1)", fontsize=9)
-    ax_ratio.legend(fontsize=7)
-    caption = (f"F1: paper task (standardised inputs), MLP 2x128 ReLU, batch 1, lr 5e-4, momentum 0.9, {setting.epochs} "
-               f"epoch(s) over n={setting.n:,} (shuffled); labels = frozen one-hot draws; Dirichlet targets frozen "
-               f"(one draw per point, like a teacher's fixed predictions); val CE on {setting.eval_n:,} held-out points "
-               f"every {setting.eval_every} steps; {setting.seeds} seeds (chains); SE across seeds.")
-    return plots.save(fig, out, FIG_ID, caption)
+
+def _draw_ratios(ax, f: pd.DataFrame) -> None:
+    r = f[f["panel"] == "ratio"].reset_index(drop=True)
+    labels = [f"{a} | {b}" for a, b in zip(r["series"], r["kind"])]
+    for i, row in r.iterrows():
+        ax.errorbar(row["value"], i, xerr=2 * row["se"], fmt="o", ms=4, capsize=2,
+                    color={"val_loss": "C0", "excess_risk": "C1", "label_term": "C2"}[row["kind"]])
+    ax.set_yticks(range(len(r)), labels, fontsize=5.5)
+    ax.invert_yaxis()
+    ax.axvline(2.0, color="0.5", ls=":", lw=1.0, label="linear part: 2")
+    ax.axvline(4.0, color="0.5", ls="--", lw=1.0, label="quadratic part: 4")
+    ax.set_xlabel("noise(dirichlet:0.5) / noise(dirichlet:5)")
+    ax.set_title("(d) the Dirichlet ratio by configuration, +-2 SE", fontsize=9)
+    ax.legend(fontsize=6)

@@ -1,170 +1,167 @@
 """F3, Prop. 3: predicted vs measured gradient noise sigma_T^2 at theta* (DESIGN 2.5, E4-E10).
 
-Configuration: the linear softmax student in the pinned gauge, float64, at theta*, on the triangle
-task and on the paper task with standardised inputs. Teachers: onehot, dirichlet(alpha), additive(nu),
-tangent(nu) and mc(S, base).
-
-- Prediction: `theory.predictions.sigma2_closed_form` (E6-E9 and the pinned-gauge E11 factors), a
-  Monte Carlo mean over inputs x with its SE; the general route E4 (`gradient_noise`: Jacobians and
-  the teacher's exact moments) is recorded beside it as `predicted_general`.
-- Measurement: `instruments.sigma2_at_optimum`, the mean of ||grad l(theta*; x, t)||^2 over fresh
-  (x, y) from the task and targets t sampled from the teacher, through `student.per_sample_grads`.
-  SE: normal theory over i.i.d. samples (squared gradient norms here have Gaussian-quadratic tails,
-  so the normal interval is adequate at these sample sizes; DESIGN 2.9).
-- Verdict: "agrees" when |measured - predicted| <= 4 sqrt(SE_m^2 + SE_p^2) (both are Monte Carlo).
-- E10: nu_c = `critical_noise`; additive noise at nu_c is measured against one-hot labels.
-
-Panels: (a) measured vs predicted, log-log with y = x; (b) sigma^2 vs nu for additive and tangent
-noise on the triangle task, with the onehot level and nu_c; (c) sigma^2 vs alpha for Dirichlet.
-CSV columns: panel, series, kind, x, value, se. kind: measured, predicted (closed form),
-predicted_general (E4 general route) or predicted_line (the curves of panels b/c); x: nu or alpha
-in panels b/c, NaN in panel a.
+Linear softmax student in the pinned gauge, float64, at theta*, on the triangle task (and, in full
+mode, the paper task with standardised inputs). Each teacher / noise level is one claim with its own
+seed (`base.point_seed`):
+- `P3` (unbiased teachers): the closed form E6-E9 (`theory.predict`, quadrature, its SE the change
+  from a coarser rule) against `instruments.sigma2_at_optimum` (the mean of ||grad l(theta*; x, t)||^2
+  over n fresh (x, t), normal-theory SE); the general route E4 on the same nodes is recorded beside
+  it in the frame (kind "E4 general route") as a check of the closed form.
+- `E4` (biased teachers: label smoothing, temperature): only the general route applies (variance +
+  bias term).
+- `E10`: additive noise at nu_c (the theory's critical noise) against the onehot sigma^2.
+Panels: (a) measured vs predicted for every claim; (b) additive and tangent noise vs nu with the
+onehot level and nu_c; (c) Dirichlet vs alpha with onehot / (1 + alpha) (E8).
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-import synthetic
-
-from .. import plots
-from .. import teachers as T
-from ..instruments import sigma2_at_optimum
+from .. import claims
+from ..claims import recipes
+from ..plots import finish, new_figure
+from ..plots import neighborhood as nb
 from ..plots import theorems as tp
-from ..rng import stream
-from ..students import Linear
-from ..theory import predictions as pred
-from . import write_claims
+from .base import FRAME_COLUMNS, Result, figure, point_seed
 
-FIG_ID = "F3"
 SEED = 3
-Z = 4.0  # verdict tolerance in standard errors (contract)
-
-TRIANGLE_TEACHERS = ("onehot", "dirichlet:0.3", "dirichlet:1", "dirichlet:3", "dirichlet:10", "additive:0.005",
-                     "additive:0.02", "additive:0.1", "tangent:0.01", "tangent:0.05", "mc:4:dirichlet:1", "mc:4:onehot")
-PAPER_TEACHERS = ("onehot", "dirichlet:1", "additive:0.01", "tangent:0.01", "mc:4:dirichlet:1")
+TASKS = {"triangle": {"task": "triangle"}, "paper (standardised)": {"task": "paper", "standardize": True}}
+COLUMNS = [*FRAME_COLUMNS, "claim", "task", "teacher"]
 
 
-def _sizes(quick: bool) -> dict[str, int]:
-    if quick:
-        return {"mc": 20_000, "mc_paper": 10_000, "pred": 20_000, "general": 4_096}
-    return {"mc": 400_000, "mc_paper": 200_000, "pred": 400_000, "general": 50_000}
+def _row(panel: str, series: str, kind: str, x: float, value: float, se: float, claim: str = "", task: str = "",
+         teacher: str = "") -> dict:
+    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, claim=claim, task=task, teacher=teacher)
 
 
-def _agree(measured: float, m_se: float, predicted: float, p_se: float) -> str:
-    se = math.hypot(m_se, p_se)
-    return "agrees" if abs(measured - predicted) <= Z * se else "disagrees"
+@figure("F3", title="Gradient noise at the optimum", seed=SEED, claims=("P3", "E4", "E10"),
+        summary="Prop. 3: sigma^2 at theta* predicted (closed forms E6-E9, general route E4, nu_c E10) vs measured.")
+class F3:
+    @staticmethod
+    def settings(quick: bool) -> dict:
+        if quick:
+            return dict(n=20_000, tasks={"triangle": ("onehot", "dirichlet:1", "dirichlet:10", "additive:0.02",
+                                                      "tangent:0.05", "mc:4:onehot")},
+                        biased=("smoothing:0.1",), critical=("triangle",))
+        return dict(n=400_000, tasks={
+            "triangle": ("onehot", "dirichlet:0.3", "dirichlet:1", "dirichlet:3", "dirichlet:10", "additive:0.005",
+                         "additive:0.02", "additive:0.1", "tangent:0.01", "tangent:0.05", "mc:4:dirichlet:1", "mc:4:onehot"),
+            "paper (standardised)": ("onehot", "dirichlet:1", "additive:0.01", "tangent:0.01", "mc:4:dirichlet:1")},
+            biased=("smoothing:0.1", "temperature:2"), critical=("triangle", "paper (standardised)"))
+
+    @staticmethod
+    def measure(s: dict) -> Result:
+        rows, records = [], []
+        seeds = iter(range(10_000))
+
+        def claim(kind: str, task: str, teacher: str) -> None:
+            cfg = {**TASKS[task], "student": "linear", "gauge": "pinned", "teacher": teacher, "n": s["n"],
+                   "seed": point_seed(SEED, next(seeds))}
+            rec = claims.make(kind, f"{kind}-{cfg['task']}-{teacher}", **cfg).check()
+            records.append(rec)
+            p, m, cid = rec.predicted, rec.measured, rec.claim.id
+            rows.append(_row("a", f"{task}/{teacher}", "measured", math.nan, m.value, m.se, cid, task, teacher))
+            rows.append(_row("a", f"{task}/{teacher}", "predicted", math.nan, p.value, p.se, cid, task, teacher))
+            if kind == "P3":
+                g = recipes.theory(cfg).sigma2
+                rows.append(_row("a", f"{task}/{teacher}", "E4 general route", math.nan, g.value, g.se, cid, task, teacher))
+            if kind == "E10":
+                rows.append(_row("b", "additive at nu_c", "measured", m.info["nu_c"], m.value, m.se, cid, task,
+                                 "additive:nu_c"))
+
+        for task, teachers in s["tasks"].items():
+            for teacher in teachers:
+                claim("P3", task, teacher)
+            if task == "triangle":
+                for teacher in s["biased"]:
+                    claim("E4", task, teacher)
+            if task in s["critical"]:
+                claim("E10", task, "onehot")
+        rows += _lines()
+        return Result(pd.DataFrame(rows, columns=COLUMNS), records, notes=_notes(records, rows))
+
+    @staticmethod
+    def draw(result: Result, s: dict):
+        fig, axes = new_figure(3)
+        f = result.frame
+        a = f[f.panel == "a"]
+        m, p = a[a.kind == "measured"], a[a.kind == "predicted"]
+        tp.predicted_vs_measured(axes[0, 0], p.value, p.se, m.value, m.se,
+                                 [f"{t} ({c.split('-')[0]})" for t, c in zip(m.task, m.claim)])
+        nb.labels(axes[0, 0], "predicted sigma^2", "measured sigma^2", "(a) sigma^2 at theta*: every claim")
+        _noise_panel(axes[0, 1], f)
+        _dirichlet_panel(axes[0, 2], f)
+        tasks = " and ".join(s["tasks"])
+        return finish(fig, f"F3: linear softmax student, pinned gauge, float64, at theta*; {tasks}. Measured: mean "
+                           f"||grad l||^2 over n = {s['n']:,} sampled (x, t) per claim, each its own seed; predicted: "
+                           f"closed forms E6-E9 (E4 for biased teachers) by quadrature. Bars +-2 SE.")
 
 
-def _measure(task, student, teacher: T.Teacher, n: int, key: int) -> tuple:
-    est = sigma2_at_optimum(student, task, teacher, n, stream(SEED, "figure.F3", key))
-    return est.value, est.se
+def _triangle(teacher: str) -> dict:
+    return {"task": "triangle", "student": "linear", "gauge": "pinned", "teacher": teacher, "seed": SEED}
 
 
-def make(quick: bool, out: Path) -> list[Path]:
-    """Write F3.png, F3.csv and F3.claims.csv into `out`; return their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    n = _sizes(quick)
-    rows: list[dict] = []
-    claims: list[dict] = []
-    scatter: list[tuple[str, float, float, float, float]] = []
-    tasks = {"triangle": synthetic.make_task("triangle"), "paper (standardised)": synthetic.make_task("paper", standardize=True)}
-    key = 0
-    onehot_level: dict[str, tuple[float, float]] = {}
-    unit: dict[str, tuple[float, float]] = {}
-    for tname, task in tasks.items():
-        student = Linear(task, gauge="pinned", dtype=torch.float64)
-        specs = TRIANGLE_TEACHERS if tname == "triangle" else PAPER_TEACHERS
-        mc_n = n["mc"] if tname == "triangle" else n["mc_paper"]
-        for spec in specs:
-            teacher = T.parse_teacher(spec)
-            p = pred.sigma2_closed_form(task, student, teacher, n_mc=n["pred"], seed=SEED)
-            g = pred.gradient_noise(task, student, teacher, n_mc=n["general"], seed=SEED, matrix=False).sigma2
-            key += 1
-            m, m_se = _measure(task, student, teacher, mc_n, key)
-            series = f"{tname}/{spec}"
-            rows += [dict(panel="a", series=series, kind="predicted", x=math.nan, value=p.value, se=p.se),
-                     dict(panel="a", series=series, kind="predicted_general", x=math.nan, value=g.value, se=g.se),
-                     dict(panel="a", series=series, kind="measured", x=math.nan, value=m, se=m_se)]
-            scatter.append((tname, p.value, p.se, m, m_se))
-            claims.append(dict(claim=f"Prop. 3 ({p.method.split(' closed')[0]}): sigma^2 at theta*, {spec}",
-                               configuration=f"{tname}, linear pinned, float64; MC n={mc_n}",
-                               predicted=p.value, measured=m, measured_se=m_se, ratio=m / p.value,
-                               verdict=_agree(m, m_se, p.value, p.se)))
-            if spec == "onehot":
-                onehot_level[tname] = (p.value, p.se)
-        if tname == "triangle":
-            for form in ("additive", "tangent"):
-                u = pred.sigma2_closed_form(task, student, T.parse_teacher(f"{form}:1"), n_mc=n["pred"], seed=SEED)
-                unit[form] = (u.value, u.se)
-            nu_c = pred.critical_noise(task, student, n_mc=n["pred"], seed=SEED)
-            key += 1
-            m, m_se = _measure(task, student, T.Additive(nu_c.value), mc_n, key)
-            o, o_se = onehot_level[tname]
-            claims.append(dict(claim="E10: additive noise at nu_c is as noisy as one-hot labels",
-                               configuration=f"triangle, linear pinned; nu_c = {nu_c.value:.5g} +- {nu_c.se:.2g}; MC n={mc_n}",
-                               predicted=o, measured=m, measured_se=m_se, ratio=m / o, verdict=_agree(m, m_se, o, o_se)))
-            rows += [dict(panel="b", series="nu_c", kind="predicted", x=nu_c.value, value=o, se=nu_c.se),
-                     dict(panel="b", series="additive:nu_c", kind="measured", x=nu_c.value, value=m, se=m_se)]
-    tri = [r for r in rows if r["panel"] == "a" and r["series"].startswith("triangle/")]
-    for r in tri:
-        spec = r["series"].split("/", 1)[1]
-        name, _, par = spec.partition(":")
-        if name in ("additive", "tangent"):
-            rows.append(dict(r, panel="b", series=name, x=float(par)))
-        elif name == "dirichlet":
-            rows.append(dict(r, panel="c", series=name, x=float(par)))
-    o, o_se = onehot_level["triangle"]
-    nus, alphas = np.geomspace(1e-3, 0.3, 50), np.geomspace(0.1, 30, 50)
+def _lines() -> list[dict]:
+    """The prediction curves of panels (b) and (c) on the triangle task (theory only): sigma^2 is
+    linear in nu (E7 and its tangent form) and onehot / (1 + alpha) for Dirichlet (E8)."""
+    rows = []
     for form in ("additive", "tangent"):
-        rows += [dict(panel="b", series=form, kind="predicted_line", x=v, value=unit[form][0] * v, se=unit[form][1] * v) for v in nus]
-    rows += [dict(panel="c", series="dirichlet", kind="predicted_line", x=a, value=o / (1 + a), se=o_se / (1 + a)) for a in alphas]
-    frame = pd.DataFrame(rows, columns=["panel", "series", "kind", "x", "value", "se"])
-    csv = out / f"{FIG_ID}.csv"
-    frame.to_csv(csv, index=False)
+        unit = recipes.theory(_triangle(f"{form}:1")).sigma2_closed_form
+        rows += [_row("b", form, "predicted line", nu, unit.value * nu, unit.se * nu) for nu in np.geomspace(1e-3, 0.3, 40)]
+    one = recipes.theory(_triangle("onehot")).sigma2_closed_form
+    rows += [_row("c", "dirichlet", "predicted line", al, one.value / (1 + al), one.se / (1 + al))
+             for al in np.geomspace(0.1, 30, 40)]
+    rows.append(_row("b", "onehot", "predicted level", math.nan, one.value, one.se))
+    return rows
 
-    fig, axes = plots.new_figure(3)
-    ax = axes[0, 0]
-    tp.predicted_vs_measured(ax, [s[1] for s in scatter], [s[2] for s in scatter], [s[3] for s in scatter],
-                             [s[4] for s in scatter], [s[0] for s in scatter])
-    ax.set_title("(a) sigma^2 at theta*: all teachers")
-    ax.legend(fontsize=7)
-    ax = axes[0, 1]
+
+def _noise_panel(ax, f: pd.DataFrame) -> None:
+    tri = f[(f.panel == "a") & (f.task == "triangle") & (f.kind == "measured")]
     for form, tag, color in (("additive", "E7", "C0"), ("tangent", "tangent form", "C1")):
-        line = frame[(frame.panel == "b") & (frame.series == form) & (frame.kind == "predicted_line")]
+        line = f[(f.panel == "b") & (f.series == form)]
         tp.prediction_line(ax, line.x, line.value, label=f"{form} ({tag})", color=color)
-        sub = frame[(frame.panel == "b") & (frame.series == form) & (frame.kind == "measured")]
-        tp.points_with_errors(ax, sub.x, sub.value, sub.se, label=f"{form} measured", color=color)
-    nu_row = frame[(frame.panel == "b") & (frame.series == "nu_c")].iloc[0]
-    tp.level(ax, o, o_se, label="onehot (E6)", color="k")
-    tp.level(ax, nu_row.x, nu_row.se, label=f"nu_c = {nu_row.x:.3g} (E10)", color="C3", vertical=True)
-    mrow = frame[(frame.panel == "b") & (frame.series == "additive:nu_c")].iloc[0]
-    tp.points_with_errors(ax, [mrow.x], [mrow.value], [mrow.se], label="additive at nu_c", color="C3", marker="s")
+        pts = tri[tri.teacher.str.startswith(form + ":") & tri.claim.str.startswith("P3")]
+        tp.points_with_errors(ax, [float(t.split(":")[1]) for t in pts.teacher], pts.value, pts.se, label=f"{form} measured",
+                              color=color)
+    one = f[(f.panel == "b") & (f.series == "onehot")].iloc[0]
+    tp.level(ax, one.value, one.se, label="onehot (E6)", color="k")
+    e10 = f[(f.panel == "b") & (f.series == "additive at nu_c") & (f.task == "triangle")]
+    if len(e10):
+        nu = float(e10.x.iloc[0])
+        tp.level(ax, nu, label=f"nu_c = {nu:.3g} (E10)", color="C3", vertical=True)
+        tp.points_with_errors(ax, e10.x, e10.value, e10.se, label="additive at nu_c (measured)", color="C3", marker="s")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("noise variance nu")
-    ax.set_ylabel("sigma^2 at theta*")
-    ax.set_title("(b) additive noise, triangle")
-    ax.legend(fontsize=6.5)
-    ax = axes[0, 2]
-    line = frame[(frame.panel == "c") & (frame.kind == "predicted_line")]
+    nb.labels(ax, "noise variance nu", "sigma^2 at theta*", "(b) additive noise, triangle")
+
+
+def _dirichlet_panel(ax, f: pd.DataFrame) -> None:
+    line = f[(f.panel == "c") & (f.series == "dirichlet")]
     tp.prediction_line(ax, line.x, line.value, label="onehot / (1 + alpha) (E8)", color="C2")
-    sub = frame[(frame.panel == "c") & (frame.kind == "measured")]
-    tp.points_with_errors(ax, sub.x, sub.value, sub.se, label="dirichlet measured", color="C2")
+    pts = f[(f.panel == "a") & (f.task == "triangle") & (f.kind == "measured") & f.teacher.str.startswith("dirichlet:")]
+    tp.points_with_errors(ax, [float(t.split(":")[1]) for t in pts.teacher], pts.value, pts.se, label="dirichlet measured",
+                          color="C2")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("Dirichlet concentration alpha")
-    ax.set_ylabel("sigma^2 at theta*")
-    ax.set_title("(c) Dirichlet teachers, triangle")
-    ax.legend(fontsize=7)
-    caption = (f"F3 ({'quick' if quick else 'full'}): linear softmax student, pinned gauge, float64, at theta*; triangle and "
-               f"paper (standardised) tasks. Measured: mean ||grad l||^2 over {n['mc']:,} (triangle) / {n['mc_paper']:,} "
-               f"(paper) sampled (x, t); predicted: E6-E9 closed forms over {n['pred']:,} inputs. Bars: +-2 SE. "
-               f"seed {SEED}.")
-    png = plots.save(fig, out, FIG_ID, caption)
-    return [png, csv, write_claims(out, FIG_ID, claims)]
+    nb.labels(ax, "Dirichlet concentration alpha", "sigma^2 at theta*", "(c) Dirichlet teachers, triangle")
+
+
+def _notes(records: list, rows: list[dict]) -> list[str]:
+    judged = [r for r in records if r.verdict.verdict in ("agrees", "disagrees")]
+    agree = sum(r.verdict.verdict == "agrees" for r in judged)
+    pairs = {}
+    for r in rows:
+        if r["panel"] == "a" and r["kind"] in ("predicted", "E4 general route") and r["claim"].startswith("P3"):
+            pairs.setdefault(r["claim"], []).append(r["value"])
+    gap = max((abs(a - b) / abs(a) for a, b in pairs.values() if a), default=0.0)
+    out = [f"{agree}/{len(judged)} sigma^2 claims agree within 4 combined SE; the closed forms and the general route E4 "
+           f"differ by at most {gap:.1e} (relative) on the same quadrature nodes."]
+    for r in records:
+        if r.claim.kind == "E10":
+            out.append(f"{r.claim.config['task']}: nu_c = {r.measured.info['nu_c']:.4g}; additive noise there gives "
+                       f"sigma^2 = {r.measured.value:.4g} +- {r.measured.se:.2g} vs onehot {r.predicted.value:.4g} "
+                       f"({r.verdict.verdict}).")
+    return out

@@ -1,232 +1,277 @@
-"""F7, step sizes: the largest convergent gamma for bcp vs onehot targets (DESIGN 2.7, 2.8, E19).
+"""F7, step sizes: where bcp SGD converges, E19's Lyapunov threshold, and onehot's tolerance level
+(DESIGN 2.7, 2.8 E19, 2.9 "Criteria").
 
-Configuration: triangle task, linear softmax student in the pinned gauge, float64, online regime,
-batch 1; every chain starts at theta* + 1.0 N(0, I) (`init="perturbed"`, the same start for both
-teachers: same seed, same chain streams).
+Triangle task, linear softmax student in the pinned gauge, float64, online, batch 1, no momentum.
+Every grid point is its own run with its own seed (`base.point_seed`).
 
-**Convergent** (stated once, used for both teachers): a step size gamma is convergent when no chain
-becomes non-finite within `steps` and the mean over chains of F - F* over the last 10 % of the run is
-at most tau = F0 / 10, where F0 is the mean initial excess risk: SGD reduced the excess risk at
-least tenfold. For bcp targets (interpolation) a convergent run goes to F* itself; for onehot
-targets it can only reach the E17 neighborhood, so onehot's largest convergent gamma is where that
-neighborhood reaches tau.
-
-Search: gamma = 1/(2 calL) (T3's largest step) times `factor`^j until the first non-convergent
-gamma, a few more points for the curve, then bisection in log gamma inside the last bracket. The
-reported value is the crossing of tau interpolated in log gamma between the final bracket's ends,
-with SE = sqrt(delta-method SE from the chains' SE at the two ends + bracket width^2 / 12).
-
-Predictions: 1/calL (T1) and 1/(2 calL) (T3) with calL from E12 on a stated n = 1e4 sample (Gaussian
-inputs are unbounded, so calL grows with n), the E19 top-Lyapunov-exponent threshold of linearised
-bcp SGD (`theory.lyapunov_threshold`), the mean-square threshold gamma_ms of linearised SGD
-(`theory.stationary.mean_square_threshold`) and, for onehot, the gamma where the next-order E17
-neighborhood reaches tau.
+- **Converges** (DESIGN 2.9, `claims.recipes.converges`): no chain diverges and every chain's
+  F - F* falls to 1e-8 of its start F0, or the tail slope of log(F - F*) over the chains not there
+  yet is negative beyond 4 SE and brings them there within one more run. Runs start at theta* +
+  1.0 N(0, I) and last long enough for linearised SGD's slowest mode to reach 1e-8 F0. bcp's largest
+  convergent gamma is the largest grid gamma up to which every point converges (a coarse factor-2
+  grid, then a linear grid inside its bracket); its bracket's upper end is the next grid point.
+- **E19**: the sign change of the top Lyapunov exponent of linearised bcp SGD (`theory.lyapunov`),
+  judged against (i) the sign change of the measured growth rate of ||theta - theta*|| of SGD
+  started at theta* + 1e-7 N(0, I) (`E19`) and (ii) bcp's largest convergent gamma, which
+  must lie below it (`E19-convergence`); `T1-range`: that gamma lies beyond T1's 1/calL.
+- **onehot** never converges to F* (sigma^2 > 0), so it has no largest convergent gamma. Shown: the
+  *tolerance-level* step, the largest gamma whose stationary F - F* <= F0/10 (F0 of the init scale
+  1.0; a finding, beside where next-order E17 puts it), and the stability step, the largest grid
+  gamma at which no chain diverges (`engine.divergence`; softmax CE gradients are bounded, and none
+  diverges on the grid up to gamma = 16: a lower bound).
+1/calL (T1), 1/(2 calL) (T3) and the mean-square threshold gamma_ms of linearised SGD are drawn beside.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-import synthetic
-
-from .. import plots, sgd
-from ..instruments import Every, ExcessRisk
+from .. import claims
+from ..claims import recipes, thresholds
+from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
 from ..plots.theorems import points_with_errors
-from ..students import Linear
-from ..theory import constants, lyapunov_threshold, predictions, stationary
-from ..theory import predict as theory_predict
-from . import write_claims
-from .f06_neighborhood import Z, agree, crossing
+from .base import FRAME_COLUMNS, Result, figure, point_seed
 
-FIG_ID = "F7"
 SEED = 7
-TASK = "triangle"
-TEACHERS = ("bcp", "onehot")
+COLUMNS = [*FRAME_COLUMNS, "claim", "status", "steps"]
 COLORS = {"bcp": "C0", "onehot": "C1"}
-INIT_SCALE = 1.0
-REDUCTION = 10.0  # convergent: mean final F - F* <= F0 / REDUCTION
-MAX_GRID = 16  # grid points before giving up on finding a non-convergent gamma
-COLUMNS = ["panel", "series", "kind", "x", "value", "se", "convergent", "diverged_chains"]
+KINDS = ("E19", "E19-convergence", "T1-range", "tolerance-step", "stability-step")
 
 
-def _settings(quick: bool) -> dict:
-    if quick:
-        return dict(chains=8, steps=800, observations=20, factor=4.0, extra=1, bisect=2, eval_n=1000,
-                    lyap_steps=1000, lyap_replicas=4, n_mc=8000, n_u=2048,
-                    n_ms=2048, ms_repeats=3, grid=8)
-    return dict(chains=32, steps=3000, observations=50, factor=2.0, extra=2, bisect=4, eval_n=2000,
-                lyap_steps=4000, lyap_replicas=8, n_mc=50_000, n_u=4096,
-                n_ms=16_384, ms_repeats=6, grid=16)
+def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, claim: str = "",
+         status: str = "", steps: int | None = None) -> dict:
+    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, claim=claim, status=status, steps=steps)
 
 
-def _final(teacher: str, gamma: float, c: dict) -> dict:
-    """One run; the mean F - F* over the last 10 % of the run with its SE across chains, and F0."""
-    every = max(1, c["steps"] // c["observations"])
-    run = sgd.run(task=TASK, student="linear", gauge="pinned", teacher=teacher, gamma=gamma, init="perturbed",
-                  init_scale=INIT_SCALE, steps=c["steps"], chains=c["chains"], eval_n=c["eval_n"], seed=SEED,
-                  dtype="float64", instruments=[ExcessRisk(Every(every, c["steps"]))])
-    s = run.summary(window=0.1)["quantities"]["excess_risk"]
-    _, vals = run.values("excess_risk")
-    return dict(value=float(s["value"]), se=float(s["se"]), f0=float(np.mean(vals[0])), diverged=run.diverged_chains)
+def _base(teacher: str) -> dict:
+    return {"task": "triangle", "student": "linear", "gauge": "pinned", "teacher": teacher, "init": "perturbed",
+            "batch": 1, "momentum": 0.0}
 
 
-def _next_order(pred, U: np.ndarray, Q: np.ndarray, gamma: float) -> float:
-    """Next-order E17 (`corrected_covariance`); NaN where the linearised second moment does not exist."""
-    cs = stationary.corrected_covariance(pred.H, pred.C, U, gamma, Q=Q)
-    return cs.excess_risk if gamma < cs.gamma_ms else math.nan
+@figure("F7", title="Step sizes", seed=SEED, claims=KINDS,
+        summary="bcp's largest convergent gamma (F - F* to 1e-8 F0) vs E19's Lyapunov threshold and the measured "
+                "growth-rate sign change; onehot's tolerance-level step; 1/calL, 1/(2 calL), gamma_ms.")
+class F7:
+    @staticmethod
+    def settings(quick: bool) -> dict:
+        if quick:
+            return dict(coarse=tuple(2.0**j for j in range(-2, 5)), refine=1, conv_chains=16, min_steps=1500, records=60,
+                        growth=(3.0, 3.5, 4.0), growth_chains=16, growth_steps=1500, lyapunov_steps=2000,
+                        onehot=tuple(2.0**j for j in range(-4, 2)), chains=16, burn=3.0, onehot_min_steps=400,
+                        eval_n=500, eval_every=50, f0_draws=512, lyapunov_grid=8)
+        return dict(coarse=tuple(2.0**j for j in range(-4, 5)), refine=7, conv_chains=64, min_steps=8000, records=200,
+                    growth=(2.5, 2.75, 3.0, 3.25, 3.5, 3.75, 4.0), growth_chains=64, growth_steps=2000,
+                    lyapunov_steps=32000, onehot=tuple(2.0**j for j in range(-5, 5)), chains=64, burn=4.0,
+                    onehot_min_steps=2000, eval_n=2000, eval_every=100, f0_draws=4096, lyapunov_grid=16)
+
+    @staticmethod
+    def measure(s: dict) -> Result:
+        rows: list[dict] = []
+        seeds = iter(point_seed(SEED, i) for i in range(10_000))
+        conv = _bcp_convergence(s, seeds, rows)
+        growth = {**_base("bcp"), "init_scale": 1e-7, "steps": s["growth_steps"], "eval_every": 10,
+                  "chains": s["growth_chains"], "eval_n": 200, "lyapunov_steps": s["lyapunov_steps"],
+                  "gammas": list(s["growth"]), "seeds": [next(seeds) for _ in s["growth"]], "seed": SEED}
+        onehot = {**_base("onehot"), "init_scale": 1.0, "steps": "auto", "burn": s["burn"],
+                  "min_steps": s["onehot_min_steps"], "chains": s["chains"], "eval_n": s["eval_n"],
+                  "eval_every": s["eval_every"], "fraction": 0.1, "f0_draws": s["f0_draws"], "seed": SEED,
+                  "gammas": list(s["onehot"]), "seeds": [next(seeds) for _ in s["onehot"]]}
+        records = [claims.make("E19-convergence", "E19-convergence-bcp", **conv).check(),
+                   claims.make("T1-range", "T1-range-bcp", **conv).check(),
+                   claims.make("E19", "E19-bcp", **growth).check(),
+                   claims.make("tolerance-step", "tolerance-step-onehot", **onehot).check(),
+                   claims.make("stability-step", "stability-step-onehot", **onehot).check()]
+        rows += _growth_rows(records[2], growth, s)
+        rows += _onehot_rows(records[3], onehot)
+        rows += _level_rows(records, conv)
+        return Result(pd.DataFrame(rows, columns=COLUMNS), records, notes=_notes(records))
+
+    @staticmethod
+    def draw(result: Result, s: dict):
+        fig, axes = new_figure(2, 2)
+        f = result.frame
+        levels = {r.series: (r.value, r.se) for r in f[f.panel == "levels"].itertuples()}
+        _draw_convergence(axes[0, 0], f, levels)
+        _draw_growth(axes[0, 1], f, levels)
+        _draw_onehot(axes[1, 0], f, levels)
+        _draw_trajectories(axes[1, 1], f)
+        return finish(fig, f"F7: triangle task, linear softmax student (pinned gauge), float64, online, batch 1; every "
+                           f"point its own seed. Convergence runs: {s['conv_chains']} chains from theta* + 1.0 N(0,I), "
+                           f"long enough for linearised SGD's slowest mode to reach 1e-8 F0 (>= {s['min_steps']} steps); "
+                           f"converges = F - F* <= 1e-8 F0 in every chain, or tail slope < -4 SE and on course. Growth "
+                           f"rates: {s['growth_chains']} chains from theta* + 1e-7 N(0,I). onehot: {s['chains']} chains, "
+                           f"stationary (last half). Bars +-2 SE; calL: E12 on n = 1e4.")
 
 
-def _search(teacher: str, gamma0: float, tau_of, c: dict, log: list[dict]) -> tuple[float, float, dict]:
-    """Grid then bisection (module docstring); returns (largest convergent gamma, SE, results by gamma)."""
-    res: dict[float, dict] = {}
-
-    def at(g: float) -> dict:
-        if g not in res:
-            res[g] = _final(teacher, g, c)
-            tau = tau_of(res[g])
-            res[g]["convergent"] = res[g]["diverged"] == 0 and res[g]["value"] <= tau
-            log.append(dict(panel="risk", series=teacher, kind="measured", x=g, value=res[g]["value"], se=res[g]["se"],
-                            convergent=res[g]["convergent"], diverged_chains=res[g]["diverged"]))
-        return res[g]
-
-    g, first_bad = gamma0, None
-    for _ in range(MAX_GRID):
-        if not at(g)["convergent"] and first_bad is None:
-            first_bad = g
-        if first_bad is not None and g >= first_bad * c["factor"] ** c["extra"] * (1 - 1e-9):
-            break
-        g *= c["factor"]
-    if first_bad is None or first_bad == gamma0:
-        g_last = max(res) if first_bad is None else gamma0
-        return g_last, math.nan, res
-    lo, hi = first_bad / c["factor"], first_bad
-    for _ in range(c["bisect"]):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if at(mid)["convergent"] else (lo, mid)
-    tau = tau_of(res[lo])
-    x, x_se = crossing([lo, hi], [res[lo]["value"], res[hi]["value"]], [res[lo]["se"], res[hi]["se"]], tau)
-    if not math.isfinite(x):  # non-monotone inside the bracket: take its geometric middle
-        x, x_se = math.sqrt(lo * hi), 0.0
-    return x, math.hypot(x_se, (hi - lo) / math.sqrt(12.0)), res
+def _bcp_convergence(s: dict, seeds, rows: list[dict]) -> dict:
+    """The bcp convergence grid (coarse, then refined inside the coarse bracket); returns the claim config."""
+    base = {**_base("bcp"), "init_scale": 1.0, "steps": "converge", "min_steps": s["min_steps"], "records": s["records"],
+            "chains": s["conv_chains"], "eval_n": s["eval_n"], "lyapunov_steps": s["lyapunov_steps"], "seed": SEED}
+    status = {}
+    for g in s["coarse"]:
+        status[g] = _point(base, g, next(seeds), rows)
+    ok = [status[g][1] for g in s["coarse"]]
+    i = ok.index(False) - 1 if False in ok else len(ok) - 1
+    if 0 <= i < len(ok) - 1:
+        lo, hi = s["coarse"][i], s["coarse"][i + 1]
+        for g in np.linspace(lo, hi, s["refine"] + 2)[1:-1]:
+            status[float(g)] = _point(base, float(g), next(seeds), rows)
+    gammas = sorted(status)
+    return {**base, "gammas": gammas, "seeds": [status[g][0] for g in gammas]}
 
 
-def make(quick: bool, out: Path) -> list[Path]:
-    """Write F7.png, F7.csv and F7.claims.csv into `out`; return their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    c = _settings(quick)
-    task = synthetic.make_task(TASK)
-    student = Linear(task, gauge="pinned", dtype=torch.float64)
-    pred = theory_predict(task, student, "onehot", gamma=0.01, n_mc=c["n_mc"], seed=SEED, correction=False)
-    g_t1, g_t3 = pred.gamma_max_T1, pred.gamma_max_T3
-    lt = lyapunov_threshold(task, student, gamma_range=(g_t1, 500 * g_t1), steps=c["lyap_steps"],
-                            replicas=c["lyap_replicas"], seed=SEED)
-    Q = constants.range_basis(student.num_params, constants.null_basis(student))
-    # gamma_ms depends on fourth moments of x (heavy-tailed): independent Monte Carlo repeats give its SE
-    ms = [stationary.mean_square_threshold(pred.H, predictions.hessian_factors(task, student, n_mc=c["n_ms"], seed=SEED + 100 * j), Q=Q)
-          for j in range(c["ms_repeats"])]
-    g_ms, g_ms_se = float(np.mean(ms)), float(np.std(ms, ddof=1) / math.sqrt(len(ms)))
-    U = predictions.hessian_factors(task, student, n_mc=c["n_u"], seed=SEED)
-
-    rows: list[dict] = []
-    f0_ref: dict[str, float] = {}
-
-    def tau_of(r: dict) -> float:
-        f0_ref.setdefault("f0", r["f0"])  # same init for every run (same seed and chain streams)
-        return f0_ref["f0"] / REDUCTION
-
-    found = {t: _search(t, g_t3, tau_of, c, rows) for t in TEACHERS}
-    tau = f0_ref["f0"] / REDUCTION
-
-    # onehot: where the (next-order) E17 neighborhood reaches tau
-    grid = np.geomspace(g_t3, 0.9 * g_ms, c["grid"])
-    e17 = np.array([stationary.neighborhood_excess_risk(pred.sigma2.value, g) for g in grid])
-    nxt = np.array([_next_order(pred, U, Q, g) for g in grid])
-    g_e17, _ = crossing(grid, e17, np.zeros_like(grid), tau)
-    g_next, _ = crossing(grid, nxt, np.zeros_like(grid), tau)
-    for g, a, b in zip(grid, e17, nxt):
-        rows.append(dict(panel="risk", series="onehot", kind="E17", x=g, value=a, se=math.nan))
-        rows.append(dict(panel="risk", series="onehot", kind="E17 next order", x=g, value=b, se=math.nan))
-    for ex in (lt.coarse, lt.fine):
-        for g, v, s in zip(ex.gammas, ex.exponents, ex.se):
-            rows.append(dict(panel="lyapunov", series="bcp (linearised)", kind="E19 exponent", x=g, value=v, se=s))
-    levels = {"1/(2 calL) (T3)": g_t3, "1/calL (T1)": g_t1, "E19 Lyapunov threshold": lt.gamma.value,
-              "gamma_ms (mean-square, linearised)": g_ms, "tau": tau, "F0": f0_ref["f0"],
-              "onehot: E17 reaches tau": g_e17, "onehot: next-order E17 reaches tau": g_next}
-    for k, v in levels.items():
-        se = lt.gamma.se if k.startswith("E19") else (g_ms_se if k.startswith("gamma_ms") else math.nan)
-        rows.append(dict(panel="levels", series=k, kind="predicted" if k not in ("tau", "F0") else "threshold", x=math.nan,
-                         value=v, se=se))
-    for t in TEACHERS:
-        rows.append(dict(panel="levels", series=f"{t}: largest convergent gamma", kind="measured", x=math.nan,
-                         value=found[t][0], se=found[t][1]))
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    csv = out / f"{FIG_ID}.csv"
-    frame.to_csv(csv, index=False)
-
-    base = (f"triangle, linear pinned, float64, online, b=1, init theta* + {INIT_SCALE:g} N(0,I), {c['chains']} chains x "
-            f"{c['steps']} steps; convergent: no chain non-finite and mean F-F* over the last 10 % <= F0/{REDUCTION:g} "
-            f"= {tau:.3g}")
-    (gb, gb_se, _), (go, go_se, _) = found["bcp"], found["onehot"]
-    calL_txt = f"calL = {pred.calL:.4g} (E12 on n={pred.calL_n})"
-    claims = [
-        dict(claim="T1: bcp converges at least up to 1/calL; measured largest convergent gamma (ratio = how far beyond)",
-             configuration=f"{base}; {calL_txt}", predicted=g_t1, measured=gb, measured_se=gb_se, ratio=gb / g_t1,
-             verdict="holds" if gb + Z * gb_se >= g_t1 else "fails"),
-        dict(claim="T3: onehot converges (to a neighborhood) at least up to 1/(2 calL); measured largest convergent gamma",
-             configuration=f"{base}; {calL_txt}", predicted=g_t3, measured=go, measured_se=go_se, ratio=go / g_t3,
-             verdict="holds" if go + Z * go_se >= g_t3 else "fails"),
-        dict(claim="E19: the top Lyapunov exponent of linearised bcp SGD changes sign at bcp's largest convergent gamma",
-             configuration=f"{base}; {lt.gamma.method}", predicted=lt.gamma.value, measured=gb, measured_se=gb_se,
-             ratio=gb / lt.gamma.value, verdict=agree(gb, gb_se, lt.gamma.value, lt.gamma.se)),
-        dict(claim="onehot: largest convergent gamma is where the next-order E17 neighborhood reaches tau",
-             configuration=f"{base}; plain E17 gives {g_e17:.3g}; gamma_ms = {g_ms:.3g} +- {g_ms_se:.2g}", predicted=g_next, measured=go,
-             measured_se=go_se, ratio=go / g_next if math.isfinite(g_next) else math.nan,
-             verdict=agree(go, go_se, g_next, rtol=0.10) if math.isfinite(g_next) else "finding"),
-        dict(claim="bcp / onehot ratio of largest convergent gammas (the theorems' ranges give 2)",
-             configuration=base, predicted=2.0, measured=gb / go,
-             measured_se=(gb / go) * math.hypot(gb_se / gb, go_se / go), ratio=gb / go / 2.0, verdict="finding"),
-    ]
-    png = _figure(frame, out, quick, c, levels, found)
-    return [png, csv, write_claims(out, FIG_ID, claims)]
+def _point(base: dict, gamma: float, seed: int, rows: list[dict]) -> tuple[int, bool]:
+    """One bcp convergence run: its frame rows (final / initial, trajectory); returns (seed, converges)."""
+    cfg = recipes.convergence_steps({**base, "gamma": gamma, "seed": seed})
+    o = recipes.converges(cfg)
+    status = "converges" if o.info["converges"] else "not shown"
+    rows.append(_row("convergence", "bcp", "measured", gamma, o.value, o.se, "E19-convergence-bcp", status, cfg["steps"]))
+    k, v = recipes.run(cfg).values("excess_risk")
+    med = np.log10(np.maximum(np.median(v / v[0], axis=1), recipes.ROUNDING))
+    rows += [_row("trajectory", f"bcp gamma={gamma:.4g}", "measured", float(kk), float(m), claim="E19-convergence-bcp",
+                  status=status) for kk, m in zip(k[::max(1, len(k) // 50)], med[::max(1, len(k) // 50)])]
+    return seed, bool(o.info["converges"])
 
 
-def _figure(frame: pd.DataFrame, out: Path, quick: bool, c: dict, levels: dict, found: dict) -> Path:
-    fig, axes = plots.new_figure(3, width=3.6)
-    ax = axes[0, 0]
-    for t in TEACHERS:
-        m = frame[(frame.panel == "risk") & (frame.series == t) & (frame.kind == "measured")].sort_values("x")
-        nb.measured_points(ax, m.x, m.value, m.se, label=f"{t} measured", color=COLORS[t], floor=nb.FLOOR)
-    for kind, style in (("E17", "--"), ("E17 next order", ":")):
-        e = frame[(frame.panel == "risk") & (frame.kind == kind)]
-        nb.prediction(ax, e.x, e.value, label=f"onehot {kind}", color=COLORS["onehot"], style=style)
-    ax.axhline(levels["tau"], color="0.3", lw=0.9, label=f"tau = F0/{REDUCTION:g}")
-    nb.thresholds(ax, {k: (levels[k], 0.0) for k in ("1/(2 calL) (T3)", "1/calL (T1)", "gamma_ms (mean-square, linearised)")})
-    nb.thresholds(ax, {"E19 Lyapunov threshold": (levels["E19 Lyapunov threshold"], 0.0)}, colors={"E19 Lyapunov threshold": "C3"})
-    for t in TEACHERS:
-        g, se = found[t][0], found[t][1]
-        points_with_errors(ax, [g], [levels["tau"]], [0.0], xerr=[0.0 if not math.isfinite(se) else se],
-                           label=f"{t}: largest convergent", color=COLORS[t], marker="D")
-    nb.loglog(ax, "step size gamma", "mean F - F* over the last 10 % (nats)", "(a) convergence vs gamma", legend=False)
-    axes[0, 1].axis("off")
-    axes[0, 1].legend(*ax.get_legend_handles_labels(), loc="center", fontsize=6.5, title="(a)", title_fontsize=7)
-    ax = axes[0, 2]
-    ly = frame[frame.panel == "lyapunov"].sort_values("x")
-    nb.measured_points(ax, ly.x, ly.value, ly.se, label="top Lyapunov exponent (E19, simulated)", color="C3")
-    ax.axhline(0.0, color="0.4", lw=0.8)
-    nb.thresholds(ax, {"E19 threshold": (levels["E19 Lyapunov threshold"], float(frame[frame.series == "E19 Lyapunov threshold"].se.iloc[0])),
-                       "bcp largest convergent (measured)": (found["bcp"][0], found["bcp"][1])},
-                  colors={"E19 threshold": "C3", "bcp largest convergent (measured)": "C0"})
+def _growth_rows(rec, cfg: dict, s: dict) -> list[dict]:
+    """Measured growth rates (the claim's points) and simulated top Lyapunov exponents on a grid."""
+    from ..theory.lyapunov import top_lyapunov_exponents
+
+    m = rec.measured
+    rows = [_row("growth", "bcp from theta* + 1e-7 N(0,I)", "measured", g, r, e, rec.claim.id)
+            for g, r, e in zip(cfg["gammas"], m.info["growth_rates"], m.info["growth_rates_se"])] if m else []
+    task, student, _ = recipes.objects(cfg)
+    grid = np.linspace(min(cfg["gammas"]) * 0.8, max(cfg["gammas"]) * 1.1, s["lyapunov_grid"])
+    ex = top_lyapunov_exponents(task, student, grid, steps=min(s["lyapunov_steps"], 8000), seed=SEED)
+    rows += [_row("growth", "top Lyapunov exponent (E19, linearised)", "E19", g, v, e, rec.claim.id)
+             for g, v, e in zip(ex.gammas, ex.exponents, ex.se)]
+    return rows
+
+
+def _onehot_rows(rec, cfg: dict) -> list[dict]:
+    """onehot stationary F - F* (the tolerance claim's points), final / initial, E17 and its next order."""
+    rows = []
+    for c in recipes.points(cfg, drop=thresholds.TOLERANCE_KEYS):
+        st = recipes.stationary(c, "excess_risk")
+        rows.append(_row("onehot", "onehot", "measured", c["gamma"], st.value, st.se, rec.claim.id,
+                         "stationary" if st.stationary else "not stationary", st.info["steps"]))
+        o = recipes.converges(c)
+        rows.append(_row("convergence", "onehot", "measured", c["gamma"], o.value, o.se, rec.claim.id,
+                         "converges" if o.info["converges"] else "not shown", st.info["steps"]))
+        sigma2 = recipes.theory({**c, "gamma": 1.0, "seed": SEED}).sigma2
+        rows.append(_row("onehot", "onehot", "E17", c["gamma"], c["gamma"] * sigma2.value / 4, c["gamma"] * sigma2.se / 4))
+        if c["gamma"] < recipes.theory({**c, "gamma": 1.0, "seed": SEED}).gamma_mean_square.value:
+            nxt = recipes.prediction({**c, "seed": SEED}, "neighborhood_excess_risk_corrected")
+            rows.append(_row("onehot", "onehot", "E17 next order", c["gamma"], nxt.value, nxt.se))
+    return rows
+
+
+def _level_rows(records: list, conv: dict) -> list[dict]:
+    """The step sizes and levels drawn as lines: theory (T1, T3, gamma_ms, E19) and the measured ones."""
+    p = recipes.theory({**conv, "gamma": 1.0, "seed": SEED})
+    rec = {r.claim.kind: r for r in records}
+    out = {"1/calL (T1)": (p.gamma_max_T1.value, 0.0), "1/(2 calL) (T3)": (p.gamma_max_T3.value, 0.0),
+           "gamma_ms (mean-square, linearised)": (p.gamma_mean_square.value, p.gamma_mean_square.se)}
+    for kind, name in (("E19", "E19"), ("tolerance-step", "tolerance step")):
+        r = rec[kind]
+        if r.predicted is not None:
+            out[f"{name} (predicted)"] = (r.predicted.value, r.predicted.se)
+            out[f"{name} (measured)"] = (r.measured.value, r.measured.se)
+    c = rec["E19-convergence"].measured
+    if c is not None:
+        out["bcp largest convergent gamma"] = (c.value, 0.0)
+        out["bcp bracket upper end"] = (c.info["bracket"][1], 0.0)
+    t = rec["tolerance-step"].measured
+    if t is not None:
+        out["tau = F0/10"] = (t.info["level"], t.info["level_se"])
+    st = rec["stability-step"].measured
+    if st is not None:
+        out["onehot stability step (lower bound)"] = (st.value, 0.0)
+    return [_row("levels", k, "level", math.nan, v, se) for k, (v, se) in out.items()]
+
+
+def _lines(ax, levels: dict, names: tuple[str, ...]) -> None:
+    colors = {"E19 (predicted)": "C3", "E19 (measured)": "C2", "1/calL (T1)": "0.35", "1/(2 calL) (T3)": "0.55",
+              "gamma_ms (mean-square, linearised)": "C4", "bcp largest convergent gamma": "C0",
+              "tolerance step (measured)": "C1", "tolerance step (predicted)": "C5"}
+    nb.thresholds(ax, {n: levels[n] for n in names if n in levels}, colors=colors)
+
+
+def _draw_convergence(ax, f: pd.DataFrame, levels: dict) -> None:
+    for t in ("bcp", "onehot"):
+        m = f[(f.panel == "convergence") & (f.series == t)].sort_values("x")
+        ok = m.status == "converges"
+        for sel, what, marker in ((ok, "converges", "o"), (~ok, "convergence not shown", "x")):
+            if sel.any():
+                points_with_errors(ax, m.x[sel], m.value[sel], m.se[sel], label=f"{t}: {what}", color=COLORS[t],
+                                   marker=marker)
+    ax.axhline(-8.0, color="0.3", lw=0.8, ls=":", label="1e-8 F0 (the criterion)")
+    ax.axhline(-1.0, color="C1", lw=0.8, ls=":", label="F0/10 (a tolerance)")
+    _lines(ax, levels, ("1/(2 calL) (T3)", "1/calL (T1)", "gamma_ms (mean-square, linearised)", "E19 (predicted)"))
+    if "bcp largest convergent gamma" in levels:
+        ax.axvspan(levels["bcp largest convergent gamma"][0], levels["bcp bracket upper end"][0], color="C0", alpha=0.15,
+                   lw=0, label="bcp: largest convergent gamma, bracket")
     ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=1e-3)
-    nb.labels(ax, "step size gamma", "lambda(gamma) per step (symlog)", "(b) E19: linearised bcp SGD", fontsize=6)
-    caption = (f"F7 ({'quick' if quick else 'full'}): triangle task, linear softmax student (pinned gauge), float64, online, "
-               f"batch 1; {c['chains']} chains x {c['steps']} steps from theta* + {INIT_SCALE:g} N(0,I); convergent = all "
-               f"chains finite and mean F-F* over the last 10 % <= F0/{REDUCTION:g}. Bars +-2 SE; open markers: <= 1e-12. "
-               f"calL: E12 on n=1e4. seed {SEED}.")
-    return plots.save(fig, out, FIG_ID, caption)
+    nb.labels(ax, "step size gamma", "log10 (F_end - F*) / (F0 - F*), mean over chains", "(a) convergence vs gamma",
+              fontsize=5)
+
+
+def _draw_growth(ax, f: pd.DataFrame, levels: dict) -> None:
+    ly = f[(f.panel == "growth") & (f.kind == "E19")].sort_values("x")
+    nb.prediction(ax, ly.x, ly.value, label="top Lyapunov exponent (E19, simulated)", color="C3", style="-")
+    ax.fill_between(ly.x, ly.value - 2 * ly.se, ly.value + 2 * ly.se, color="C3", alpha=0.15, lw=0)
+    m = f[(f.panel == "growth") & (f.kind == "measured")]
+    nb.measured_points(ax, m.x, m.value, m.se, label="measured growth rate of ||theta - theta*||", color="C2")
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    _lines(ax, levels, ("E19 (predicted)", "E19 (measured)", "bcp largest convergent gamma"))
+    nb.labels(ax, "step size gamma", "growth rate per step", "(b) E19: bcp SGD near theta*", fontsize=5.5)
+
+
+def _draw_onehot(ax, f: pd.DataFrame, levels: dict) -> None:
+    m = f[(f.panel == "onehot") & (f.kind == "measured")]
+    nb.measured_points(ax, m.x, m.value, m.se, label="onehot stationary E[F - F*]", color="C1")
+    for kind, style in (("E17", "--"), ("E17 next order", ":")):
+        e = f[(f.panel == "onehot") & (f.kind == kind)]
+        nb.prediction(ax, e.x, e.value, label=kind, color="k", style=style)
+    if "tau = F0/10" in levels:
+        ax.axhline(levels["tau = F0/10"][0], color="0.3", lw=0.9, label="tau = F0/10 (tolerance level)")
+    _lines(ax, levels, ("1/(2 calL) (T3)", "1/calL (T1)", "gamma_ms (mean-square, linearised)", "tolerance step (measured)",
+                        "tolerance step (predicted)"))
+    nb.loglog(ax, "step size gamma", "stationary E[F - F*] (nats)", "(c) onehot: a neighborhood, a tolerance step",
+              fontsize=5)
+
+
+def _draw_trajectories(ax, f: pd.DataFrame) -> None:
+    tr = f[f.panel == "trajectory"]
+    runs = sorted({(float(n.split("=")[1]), n, st) for n, st in zip(tr.series, tr.status)})
+    first = next((i for i, (_, _, st) in enumerate(runs) if st != "converges"), len(runs))
+    keep = [n for _, n, _ in runs[max(0, first - 3):first + 3]]  # three on either side of the first failure
+    for i, n in enumerate(keep):
+        t = tr[tr.series == n]
+        ax.plot(t.x, t.value, color=f"C{i % 10}", lw=1.0, ls="-" if t.status.iloc[0] == "converges" else "--",
+                label=n.replace("bcp ", "") + ("" if t.status.iloc[0] == "converges" else " (not shown)"))
+    ax.axhline(-8.0, color="0.3", lw=0.8, ls=":")
+    nb.labels(ax, "step k", "log10 median (F_k - F*) / F0", "(d) bcp trajectories (median chain)", fontsize=5)
+
+
+def _notes(records: list) -> list[str]:
+    rec = {r.claim.kind: r for r in records}
+    out = []
+    c, g = rec["E19-convergence"], rec["E19"]
+    if c.measured is not None:
+        lo, hi = c.measured.info["bracket"]
+        out.append(f"bcp's largest convergent gamma (F - F* to 1e-8 F0, DESIGN 2.9) is {lo:.4g} (next grid point "
+                   f"{hi:.4g} not shown convergent); E19 predicts {c.predicted.value:.4g} +- {c.predicted.se:.2g} "
+                   f"({c.verdict.verdict}); that is {lo / rec['T1-range'].predicted.value:.0f} x T1's 1/calL.")
+    if g.measured is not None:
+        out.append(f"The measured growth rate of ||theta - theta*|| changes sign at {g.measured.value:.4g} +- "
+                   f"{g.measured.se:.2g} ({g.verdict.verdict} with E19).")
+    t = rec["tolerance-step"]
+    if t.measured is not None:
+        out.append(f"onehot never converges to F*; its tolerance-level step (stationary F - F* <= F0/10, F0 of init "
+                   f"scale 1.0) is {t.measured.value:.3g} +- {t.measured.se:.2g}, next-order E17 says "
+                   f"{t.predicted.value:.3g}.")
+    return out

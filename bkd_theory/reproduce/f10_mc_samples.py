@@ -1,129 +1,129 @@
-"""F10, Monte Carlo teachers: student noise vs the number S of teacher samples (DESIGN 2.2, 2.5; E9, E17).
+"""F10, Monte Carlo teachers: student noise vs the number S of teacher samples (DESIGN 2.2, 2.5, 2.8;
+E9, E17).
 
 A Bayesian teacher's Monte Carlo predictive is modelled by `mc(S, base)`: the mean of S independent
-draws of a stochastic teacher. Its covariance is Cov_base / S, so sigma^2 = sigma_base^2 / S (E9)
-and the stationary neighborhood E17 gamma sigma^2 / 4 shrinks as 1/S too.
+draws of a stochastic teacher. Its covariance is Cov_base / S, so sigma^2 = sigma_base^2 / S (E9);
+the stationary neighborhood (E17 and its next order, which also scales as 1/S because the targets
+sum to 1) shrinks as 1/S too.
 
-Configuration: triangle task, linear softmax student in the pinned gauge, float64; bases onehot and
-dirichlet(1).
-- (a) gradient noise at theta*: measured by `instruments.sigma2_at_optimum` (Monte Carlo over fresh
-  (x, t), normal-theory SE), predicted by `theory.predictions.sigma2_closed_form` (E9 of E6/E8).
-- (b) stationary E[F - F*] of SGD (online, batch 1, start at theta*, run to stationarity; measured as
-  in F6 by `f06_neighborhood.stationary_excess_risk`), predicted by E17 with sigma_mc^2 (and its
-  next-order correction, which scales by the same 1/S because the targets sum to 1).
-Claims: log-log slope -1 in S for both quantities and both bases, and E9/E17 at the largest S.
+Triangle task, linear softmax student in the pinned gauge, float64; bases onehot and dirichlet(1).
+Every S is its own point with its own seed (`base.point_seed`).
+- (a) gradient noise at theta*: library kind "P3" (sigma^2 of per-sample gradients with sampled
+  targets, batch means, vs the closed form E6/E8 with E9).
+- (b) stationary E[F - F*] of online SGD (batch 1, from theta*, run until the slowest mode has
+  relaxed, last-half average; SE across chains with the evaluation-sample term,
+  `claims.recipes.stationary`): library kind "E17+" (next-order E17 with sigma_mc^2), and the
+  log-log slope in S (`E9-slope`, independent points) against the slope of the prediction.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
-import numpy as np
 import pandas as pd
-import torch
 
-import synthetic
-
-from .. import plots
-from .. import teachers as T
-from ..instruments import sigma2_at_optimum
+from .. import claims
+from ..claims import recipes, thresholds
+from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
-from ..rng import stream
-from ..students import Linear
-from ..theory import constants, predictions, stationary
-from . import write_claims
-from .f06_neighborhood import E17_RTOL, agree, loglog_slope, stationary_excess_risk
+from ..threads import single_thread
+from .base import FRAME_COLUMNS, Result, figure, point_seed
 
-FIG_ID = "F10"
 SEED = 10
-TASK = "triangle"
 BASES = ("onehot", "dirichlet:1")
 COLORS = {"onehot": "C0", "dirichlet:1": "C1"}
-COLUMNS = ["panel", "series", "kind", "x", "value", "se", "stationary", "steps"]
+COLUMNS = [*FRAME_COLUMNS, "claim", "stationary", "steps"]
+KINDS = ("P3", "E17+", "E9-slope")
 
 
-def _settings(quick: bool) -> dict:
-    if quick:
-        return dict(S=(1, 4, 16), gamma=0.1, chains=16, burn=1.5, min_steps=400, observations=20, eval_n=1000,
-                    eval_m=2000, n_sigma=20_000, n_mc=8000, n_u=2048)
-    return dict(S=(1, 2, 4, 8, 16, 32), gamma=0.05, chains=64, burn=3.0, min_steps=1000, observations=40, eval_n=5000,
-                eval_m=8000, n_sigma=200_000, n_mc=50_000, n_u=4096)
+def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, claim: str = "",
+         stationary: bool | None = None, steps: int | None = None) -> dict:
+    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, claim=claim, stationary=stationary,
+                steps=steps)
 
 
-def make(quick: bool, out: Path) -> list[Path]:
-    """Write F10.png, F10.csv and F10.claims.csv into `out`; return their paths."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    c = _settings(quick)
-    task = synthetic.make_task(TASK)
-    student = Linear(task, gauge="pinned", dtype=torch.float64)
-    H = constants.hessian_at_optimum(task, student, n_mc=c["n_mc"], seed=SEED)
-    mu = float(np.linalg.eigvalsh(H)[0])
-    U = predictions.hessian_factors(task, student, n_mc=c["n_u"], seed=SEED)
-    g = c["gamma"]
+@figure("F10", title="Monte Carlo teachers", seed=SEED, claims=KINDS,
+        summary="sigma^2 at theta* and the stationary neighborhood vs the number S of teacher samples: E9 (1/S) "
+                "with E17's next order, independent seeds per S.")
+class F10:
+    @staticmethod
+    def settings(quick: bool) -> dict:
+        if quick:
+            return dict(S=(1, 4, 16), gamma=0.1, chains=16, burn=3.0, min_steps=400, eval_every=50, eval_n=1000,
+                        n_sigma=8192)
+        return dict(S=(1, 2, 4, 8, 16, 32), gamma=0.05, chains=64, burn=4.0, min_steps=1000, eval_every=100,
+                    eval_n=5000, n_sigma=131_072)
+
+    @staticmethod
+    def measure(s: dict) -> Result:
+        with single_thread():
+            return _measure(s)
+
+    @staticmethod
+    def draw(result: Result, s: dict):
+        fig, axes = new_figure(2, height=4.0)
+        f = result.frame
+        titles = {"sigma2": ("sigma^2 at theta* (grad^2 per sample)", "(a) gradient noise vs S (E9)"),
+                  "neighborhood": ("stationary E[F - F*] (nats)",
+                                   f"(b) neighborhood vs S (E17 next order), gamma={s['gamma']:g}")}
+        for ax, panel in zip(axes[0], ("sigma2", "neighborhood")):
+            for i, base in enumerate(BASES):
+                sub = f[(f.panel == panel) & (f.series == base)]
+                m = sub[sub.kind == "measured"]
+                nb.measured_points(ax, m.x, m.value, m.se, label=f"mc(S, {base}) measured", color=COLORS[base])
+                for kind, style in (("E9", "--"), ("E17", "--"), ("E17 next order", ":")):
+                    k = sub[sub.kind == kind]
+                    if len(k):
+                        nb.prediction(ax, k.x, k.value, label=kind if i == 0 else "_nolegend_", color=COLORS[base],
+                                      style=style)
+            nb.loglog(ax, "teacher samples S", *titles[panel])
+        return finish(fig, f"F10: triangle, linear student (pinned), float64; each S its own seed. (a) {s['n_sigma']:,} "
+                           f"fresh (x, t) per S. (b) online SGD, b=1, {s['chains']} chains from theta*, relaxed by "
+                           f"e^-{s['burn']:g}, last-half mean; SE: chains + eval sample ({s['eval_n']}). Bars +-2 SE.")
+
+
+def _measure(s: dict) -> Result:
+    """The claims and the frame of `F10.measure`."""
     rows: list[dict] = []
-    claims: list[dict] = []
-    base_cfg = (f"triangle, linear pinned, float64, online, b=1, gamma={g:g}, start at theta*, {c['chains']} chains; "
-                f"sigma^2 measured on {c['n_sigma']:,} (x, t) per S")
-    key = 0
+    records = []
+    seeds = iter(point_seed(SEED, i) for i in range(10_000))
+    # every key the E17+ defaults carry is set here, so its claims and E9-slope read the same memoised runs
+    run = {"task": "triangle", "student": "linear", "gauge": "pinned", "init": "optimum", "init_scale": 0.0, "steps": "auto",
+           "burn": s["burn"], "min_steps": s["min_steps"], "chains": s["chains"], "eval_n": s["eval_n"],
+           "eval_every": s["eval_every"], "batch": 1, "momentum": 0.0, "gamma": s["gamma"]}
     for base in BASES:
-        s2m, s2se, fm, fse = [], [], [], []
-        for S in c["S"]:
-            spec = f"mc:{S}:{base}"
-            teacher = T.parse_teacher(spec)
-            pred = predictions.sigma2_closed_form(task, student, teacher, n_mc=c["n_mc"], seed=SEED)
-            key += 1
-            meas = sigma2_at_optimum(student, task, teacher, c["n_sigma"], stream(SEED, "figure.F10", key))
-            e17 = stationary.neighborhood_excess_risk(pred.value, g)
-            C = predictions.gradient_noise(task, student, teacher, n_mc=c["n_mc"], seed=SEED).C
-            nxt = stationary.corrected_covariance(H, C, U, g).excess_risk
-            st = stationary_excess_risk(task, student, spec, g, mu=mu, chains=c["chains"], burn=c["burn"],
-                                        min_steps=c["min_steps"], observations=c["observations"], eval_n=c["eval_n"],
-                                        seed=SEED, eval_m=c["eval_m"])
-            rows += [dict(panel="sigma2", series=base, kind="measured", x=S, value=meas.value, se=meas.se),
-                     dict(panel="sigma2", series=base, kind="E9", x=S, value=pred.value, se=pred.se),
-                     dict(panel="neighborhood", series=base, kind="measured", x=S, value=st.value, se=st.se,
-                          stationary=st.stationary, steps=st.steps),
-                     dict(panel="neighborhood", series=base, kind="E17", x=S, value=e17, se=g * pred.se / 4.0),
-                     dict(panel="neighborhood", series=base, kind="E17 next order", x=S, value=nxt)]
-            s2m.append(meas.value), s2se.append(meas.se), fm.append(st.value), fse.append(st.se)
-            last = (S, pred, meas, e17, st)
-        for what, vals, ses in (("gradient noise sigma^2 at theta* (E9)", s2m, s2se), ("stationary E[F - F*] (E9 + E17)", fm, fse)):
-            slope, slope_se = loglog_slope(c["S"], vals, ses)
-            claims.append(dict(claim=f"{what} ~ 1/S (log-log slope), mc(S, {base})",
-                               configuration=f"{base_cfg}; S in {', '.join(map(str, c['S']))}", predicted=-1.0,
-                               measured=slope, measured_se=slope_se, ratio=-slope, verdict=agree(slope, slope_se, -1.0)))
-        S, pred, meas, e17, st = last
-        claims.append(dict(claim=f"E9 sigma_base^2 / S at S={S}, mc(S, {base})", configuration=base_cfg,
-                           predicted=pred.value, measured=meas.value, measured_se=meas.se, ratio=meas.value / pred.value,
-                           verdict=agree(meas.value, meas.se, pred.value, pred.se)))
-        claims.append(dict(claim=f"E17 with sigma_mc^2 at S={S}, mc(S, {base}) (agrees: within 4 SE or 10 %)",
-                           configuration=(f"{base_cfg}; {st.steps} steps, stationary={st.stationary}; ratio "
-                                          f"{st.value / e17:.3f} +- {st.se / e17:.3f}"), predicted=e17, measured=st.value,
-                           measured_se=st.se, ratio=st.value / e17,
-                           verdict=agree(st.value, st.se, e17, g * pred.se / 4.0, rtol=E17_RTOL)))
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    csv = out / f"{FIG_ID}.csv"
-    frame.to_csv(csv, index=False)
-    png = _figure(frame, out, quick, c)
-    return [png, csv, write_claims(out, FIG_ID, claims)]
+        for S in s["S"]:
+            teacher = f"mc:{S}:{base}"
+            rec = claims.make("P3", f"P3-{teacher}", task="triangle", student="linear", gauge="pinned", teacher=teacher,
+                              n=s["n_sigma"], route="sigma2_closed_form", seed=next(seeds)).check()
+            records.append(rec)
+            rows += _pair("sigma2", base, S, rec, "E9")
+        slope = {**run, "base": base, "teacher": f"mc:S:{base}", "samples": list(s["S"]),
+                 "seeds": [next(seeds) for _ in s["S"]]}
+        for c, S in zip(thresholds.mc_points(slope), s["S"]):
+            rec = claims.make("E17+", f"E17+-{c['teacher']}-g{s['gamma']:g}", **c).check()
+            records.append(rec)
+            rows += _pair("neighborhood", base, S, rec, "E17 next order")
+            e17 = recipes.prediction(c, "neighborhood_excess_risk")
+            rows.append(_row("neighborhood", base, "E17", S, e17.value, e17.se, rec.claim.id))
+        records.append(claims.make("E9-slope", f"E9-slope-{base}-g{s['gamma']:g}", **slope).check())
+    return Result(pd.DataFrame(rows, columns=COLUMNS), records, notes=_notes(records))
 
 
-def _figure(frame: pd.DataFrame, out: Path, quick: bool, c: dict) -> Path:
-    fig, axes = plots.new_figure(2, height=3.8)
-    titles = {"sigma2": ("sigma^2 at theta*", "(a) gradient noise vs S (E9)"),
-              "neighborhood": ("stationary E[F - F*] (nats)", f"(b) neighborhood vs S (E17), gamma={c['gamma']:g}")}
-    for ax, panel in zip(axes[0], ("sigma2", "neighborhood")):
-        for i, base in enumerate(BASES):
-            sub = frame[(frame.panel == panel) & (frame.series == base)]
-            m = sub[sub.kind == "measured"]
-            nb.measured_points(ax, m.x, m.value, m.se, label=f"mc(S, {base}) measured", color=COLORS[base])
-            e = sub[sub.kind != "measured"]
-            for kind, style in (("E9", "--"), ("E17", "--"), ("E17 next order", ":")):
-                k = e[e.kind == kind]
-                if len(k):
-                    nb.prediction(ax, k.x, k.value, label=kind if i == 0 else "_nolegend_", color=COLORS[base], style=style)
-        nb.loglog(ax, "teacher samples S", *titles[panel])
-    caption = (f"F10 ({'quick' if quick else 'full'}): triangle, linear student (pinned), float64; mc(S, onehot), mc(S, dirichlet:1). "
-               f"(a) mean ||grad l(theta*)||^2 over {c['n_sigma']:,} fresh (x, t); (b) online SGD, b=1, {c['chains']} chains from "
-               f"theta*, {c['burn']:g}/(gamma mu) steps, last-half average. Bars +-2 SE. seed {SEED}.")
-    return plots.save(fig, out, FIG_ID, caption)
+def _pair(panel: str, base: str, S: int, rec, kind: str) -> list[dict]:
+    """The measured and predicted rows of one claim record."""
+    if rec.measured is None:
+        return []
+    m, p = rec.measured, rec.predicted
+    return [_row(panel, base, "measured", S, m.value, m.se, rec.claim.id, m.stationary, m.info.get("steps")),
+            _row(panel, base, kind, S, p.value, p.se, rec.claim.id)]
+
+
+def _notes(records: list) -> list[str]:
+    out = []
+    for r in records:
+        if r.claim.kind == "E9-slope" and r.measured is not None:
+            out.append(f"mc(S, {r.claim.config['base']}): the stationary neighborhood falls as S^{r.measured.value:.3f} "
+                       f"+- {r.measured.se:.2g} (predicted {r.predicted.value:.3f}, {r.verdict.verdict}).")
+    v = [r.verdict.verdict for r in records if r.claim.kind in ("P3", "E17+")]
+    out.append(f"P3 and E17+ per S: {v.count('agrees')}/{len(v)} agree.")
+    return out

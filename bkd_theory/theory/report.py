@@ -180,7 +180,7 @@ def _correction(integ: Integrator, ctx: _Context, H: np.ndarray, C: np.ndarray, 
     if not integ.nodes.exact:  # the residual covariance does not carry the fourth moments this needs
         integ = integrate.monte_carlo(ctx.task, CORRECTION_MC, 0)
         notes.append(f"next-order correction on {integ.method} (the quadrature rule covers second moments only)")
-    elif integ.coarse is None and len(integ.nodes) > CORRECTION_MC:  # i.i.d. nodes: the first CORRECTION_MC suffice
+    elif integ.coarse is None and integ.size > CORRECTION_MC:  # i.i.d. nodes: the first CORRECTION_MC suffice
         integ = integrate.monte_carlo(ctx.task, CORRECTION_MC, 0)
     Q = constants.curvature(H, ctx.null).basis
 
@@ -227,13 +227,13 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
     pilot = lambda nodes: predictions.model(task, student, nodes).traces(predictions.noise_matrices(teacher, nodes)[1])  # noqa: E731
     integ = integrate.integrator(task, student, teacher, n_mc=n_mc, seed=seed, method=method, pilot=pilot)
     null = constants.null_basis(student)
-    kappa_t = float(integ.nodes.mean(predictions.target_sum_sq(task, teacher, at=integ.nodes)))  # scales calL (E12)
+    kappa_t = float(integ.mean(lambda nodes: predictions.target_sum_sq(task, teacher, at=nodes)))  # scales calL (E12)
     calL, calL_n_used = _calL(task, student, teacher, n or calL_n, batch, kappa_t, seed, notes)
     ctx = _Context(task, student, teacher, gamma, batch, momentum, n, P <= MAX_DENSE_PARAMS, null, calL.value)
     values, H, C = _estimates(integ, ctx)
     rse = values["sigma2"].se / abs(values["sigma2"].value) if values["sigma2"].value else 0.0
     if integ.kind == "monte carlo" and rse > integrate.TARGET_RSE:
-        notes.append(f"sigma2 has a relative SE of {rse:.1e}, above the target {integrate.TARGET_RSE:g} at {len(integ.nodes)} "
+        notes.append(f"sigma2 has a relative SE of {rse:.1e}, above the target {integrate.TARGET_RSE:g} at {integ.size} "
                      "Monte Carlo inputs: pass a larger n_mc")
     values["calL"] = calL
     if H is None:
