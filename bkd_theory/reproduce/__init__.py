@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import pkgutil
+import re
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,10 +22,11 @@ from .base import CLAIM_COLUMNS, FIGURES, Figure, Result, figure, point_seed, wr
 __all__ = ["CLAIM_COLUMNS", "FIGURES", "FIGURE_IDS", "Figure", "Result", "figure", "make", "point_seed", "reproduce",
            "select", "write_index"]
 
-#: the module of each figure (imported on first use; the module registers the figure)
-MODULES = {"F1": "f01_learning_curves", "F2": "f02_risk_interpolation", "F3": "f03_gradient_noise",
-           "F4": "f04_distance", "F5": "f05_function_value", "F6": "f06_neighborhood", "F7": "f07_step_sizes",
-           "F8": "f08_generalisation", "F9": "f09_bayesian_teachers", "F10": "f10_mc_samples"}
+#: the module of each figure, found by name (`fNN_<what>.py` is figure FNN, imported on first use,
+#: when it registers itself): a new figure is one new file here
+MODULES = dict(sorted(((f"F{int(m[1])}", m[0]) for m in (re.fullmatch(r"f(\d+)_\w+", i.name) for i in
+                                                         pkgutil.iter_modules(__path__)) if m),
+                      key=lambda kv: int(kv[0][1:])))
 FIGURE_IDS = tuple(MODULES)
 
 
