@@ -226,11 +226,10 @@ class Run:
             return 0.0, "none (not measured on the shared evaluation sample)"
         steps, pts = self.points[q]
         sel = np.isin(np.asarray(steps), window_steps)
-        avg = pts[sel].mean(axis=0)
-        avg = avg[np.isfinite(avg)]
-        if len(avg) < 2:
+        _, se, n = mean_se(pts[sel].mean(axis=0))
+        if n < 2:
             return math.nan, "undefined (fewer than 2 evaluation points)"
-        return float(avg.std(ddof=1) / math.sqrt(len(avg))), f"added variance term over the {len(avg)} shared evaluation points"
+        return se, f"added variance term over the {n} shared evaluation points"
 
     def _stationary(self, q: str, steps: np.ndarray, vals: np.ndarray, e: dict[str, Any]) -> tuple[bool | None, str]:
         if vals.shape[1] == 0:

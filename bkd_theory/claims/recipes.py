@@ -228,7 +228,7 @@ def expected_kl(cfg: Mapping[str, Any], theta: torch.Tensor) -> tuple[np.ndarray
     xt, log_p = torch.from_numpy(x), torch.from_numpy(np.log(np.maximum(p, 1e-300)))
     kl = torch.stack([kl_divergence(log_p, student.log_probs(theta[r:r + 1], xt[None]))[0] for r in range(len(theta))])
     kl = kl.numpy()
-    se = 0.0 if how.startswith("exact") else float(kl.mean(0).std(ddof=1) / math.sqrt(len(w)))
+    se = 0.0 if how.startswith("exact") else mean_se(kl.mean(0))[1]
     return kl @ w, se, how
 
 

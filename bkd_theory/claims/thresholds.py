@@ -155,7 +155,7 @@ def accuracy_loss(cfg: Mapping[str, Any], block: int = 16) -> Outcome:
                           for th in torch.split(theta, block)])  # [R, m]: p of the predicted class
     loss = p.max(axis=1)[None] - hit
     value, se_r, R = mean_se(loss.mean(axis=1))
-    se_e = float(loss.mean(axis=0).std(ddof=1) / math.sqrt(m))
+    se_e = mean_se(loss.mean(axis=0))[1]
     info = {"student_accuracy": float(hit.mean()), "theta_star_accuracy": float(p.max(axis=1).mean()),
             "bayes_accuracy_exact": float(task.bayes_accuracy().value), "se_replicas": se_r, "se_eval": se_e,
             "eval_error": f"added variance term over {m} shared fresh inputs", "replicas": R}

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from ..stats import mean_se
 from . import band
 
 TEACHER_COLORS = {
@@ -34,10 +35,8 @@ def seed_mean(frame: pd.DataFrame, *, by: str = "step", value: str = "value") ->
 
     Returns columns `by`, mean, se, seeds; se = std(ddof=1)/sqrt(seeds) (NaN with one seed).
     """
-    g = frame.groupby(by)[value]
-    out = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "seeds": g.count()}).reset_index()
-    out["se"] = out["sd"] / np.sqrt(out["seeds"])
-    return out.drop(columns="sd")
+    rows = [(key, *mean_se(g.to_numpy())) for key, g in frame.groupby(by)[value]]
+    return pd.DataFrame(rows, columns=[by, "mean", "se", "seeds"])
 
 
 def seed_bands(ax: Axes, frame: pd.DataFrame, *, group: str = "teacher", order: Sequence[str] | None = None,

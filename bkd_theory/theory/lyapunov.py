@@ -25,6 +25,7 @@ from synthetic import validation
 from synthetic.base import Estimate
 
 from .. import rng as rng_mod
+from ..stats import mean_se
 from .constants import null_basis
 from .integrate import Nodes
 from .predictions import model, theta_star
@@ -100,7 +101,8 @@ def top_lyapunov_exponents(task: "Task", student: "Student", gammas: np.ndarray,
                 logs += np.log(nrm)
             v /= nrm[..., None]
     per = logs / (steps - burn)
-    return LyapunovExponents(g, per.mean(1), per.std(1, ddof=1) / np.sqrt(R), steps, burn, R, b, seed)
+    mean, se, _ = mean_se(per, axis=1)
+    return LyapunovExponents(g, mean, se, steps, burn, R, b, seed)
 
 
 @dataclass(frozen=True)
