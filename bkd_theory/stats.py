@@ -67,6 +67,20 @@ def ratio_se(a: float, a_se: float, b: float, b_se: float) -> float:
     return abs(r) * math.hypot(a_se / a if a else 0.0, b_se / b)
 
 
+def ratio_of_means(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
+    """(mean(a) / mean(b), its SE, seeds) for paired per-seed values: the delta method with the
+    pairing, SE = std(a_r - R b_r) / (sqrt(n) mean(b)). Unlike the mean of per-seed ratios it has no
+    Jensen bias E[1/b] > 1/E[b] (a few per cent to 15 % for short windows); seeds with a non-finite
+    value are left out."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = np.asarray(a, np.float64)[ok], np.asarray(b, np.float64)[ok]
+    n = len(a)
+    if n < 2:
+        return math.nan, math.nan, n
+    r = float(a.mean() / b.mean())
+    return r, float(np.std(a - r * b, ddof=1) / (math.sqrt(n) * abs(b.mean()))), n
+
+
 def batch_means(values: np.ndarray, batches: int) -> np.ndarray:
     """Means of `batches` consecutive, equally long blocks along axis 0 of `values` `[T, ...]`.
 

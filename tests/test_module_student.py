@@ -17,7 +17,7 @@ from torch import nn
 import oracles
 import synthetic
 from bkd_theory import sgd
-from bkd_theory.students import MLP, Linear, ModuleStudent, build_student
+from bkd_theory.students import MLP, ModuleStudent, build_student
 
 F64 = torch.float64
 

@@ -52,7 +52,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import rng as rng_mod
-from ..stats import mean_se, trailing_window, window_std
+from ..stats import mean_se, ratio_of_means, trailing_window, window_std
 from ..verdicts import Bound, Equal, Finding, Outcome, Sign
 from . import recipes
 from .base import register_claim
@@ -97,20 +97,6 @@ def noise(cfg: Mapping[str, Any], teacher: str | None = None) -> np.ndarray:
     steps, values = curve(r, cfg.get("curve", "val_loss"))
     mask = trailing_window(np.asarray(steps), cfg.get("noise_window"))
     return window_std(values[mask], detrend=bool(cfg.get("detrend", False)))
-
-
-def ratio_of_means(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
-    """(mean(a) / mean(b), its SE, seeds) for paired per-seed values: the delta method with the
-    pairing, SE = std(a_r - R b_r) / (sqrt(n) mean(b)). Unlike the mean of per-seed ratios it has no
-    Jensen bias E[1/b] > 1/E[b] (a few per cent to 15 % for short windows); seeds with a non-finite
-    value are left out."""
-    ok = np.isfinite(a) & np.isfinite(b)
-    a, b = np.asarray(a, float)[ok], np.asarray(b, float)[ok]
-    n = len(a)
-    if n < 2:
-        return math.nan, math.nan, n
-    r = float(a.mean() / b.mean())
-    return r, float(np.std(a - r * b, ddof=1) / (math.sqrt(n) * abs(b.mean()))), n
 
 
 def noise_ratio(cfg: Mapping[str, Any]) -> Outcome:
@@ -190,7 +176,7 @@ def paired(cfg: Mapping[str, Any]) -> Outcome:
     b, pb = _window_values(with_teacher(cfg, cfg["than"]), q)
     m, se_c, n = mean_se(a - b)
     d = pa - pb
-    se_e = float(np.std(d, ddof=1) / math.sqrt(len(d)))
+    se_e = mean_se(d)[1]
     return Outcome(m, math.hypot(se_c, se_e), info={"se_chains": se_c, "se_eval": se_e, "seeds": n, "eval_n": len(d)})
 
 

@@ -287,15 +287,23 @@ def bound_curve(cfg: Mapping[str, Any]) -> Outcome:
                    info=info)
 
 
+def chain_curve(r: Any, quantity: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean over chains, SE, SE across chains alone) of `quantity` of run `r` at every
+    recorded step; SE combines the chains' spread with the evaluation-sample error at that step
+    (DESIGN 2.9: the added variance term over the shared evaluation points)."""
+    k, v = r.values(quantity)
+    m, se_chains, _ = mean_se(v, axis=1)
+    se = se_chains
+    if quantity in r.points:
+        se = np.hypot(se_chains, mean_se(r.points[quantity][1], axis=1)[1])
+    return np.asarray(k), m, se, se_chains
+
+
 def measured_curve(cfg: Mapping[str, Any], quantity: str) -> Outcome:
     """Mean over chains of `quantity` at every recorded step, with the SE across chains combined
     with the evaluation-sample error at that step (DESIGN 2.9)."""
     r = run(cfg)
-    k, v = r.values(quantity)
-    m, se, _ = mean_se(np.where(np.isfinite(v), v, np.nan), axis=1)
-    if quantity in r.points:
-        _, pts = r.points[quantity]
-        se = np.hypot(se, np.nanstd(pts, axis=1, ddof=1) / math.sqrt(pts.shape[1]))
+    k, m, se, _ = chain_curve(r, quantity)
     max_dist = float(np.sqrt(np.nanmax(r.values("dist2")[1]))) if "dist2" in r.records else math.nan
     info = {"max_distance_visited": max_dist, "diverged_chains": r.diverged_chains}
     if "radius" in cfg and max_dist > cfg["radius"]:

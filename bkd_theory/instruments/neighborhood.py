@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import pandas as pd
-import torch
 
 from ..stats import trailing_window, window_std
 from .base import PerPoint, Scheduled, per_point, register_instrument

@@ -39,6 +39,7 @@ import pandas as pd
 
 from .. import claims
 from ..claims import learning as L
+from ..claims import recipes
 from ..plots import band, finish, new_figure
 from ..plots import learning as lp
 from ..stats import mean_se, trailing_window
@@ -160,14 +161,12 @@ def _curve_rows(base: dict) -> list[dict]:
     rows = []
     for t in TEACHERS:
         r = L.run({**base, "teacher": t})
-        k, v = r.values("val_loss")
-        m, se_s, _ = mean_se(v, axis=1)
-        pts = r.points["val_loss"][1]
-        se = np.hypot(se_s, np.nanstd(pts, axis=1, ddof=1) / math.sqrt(pts.shape[1]))
+        k, m, se, se_s = recipes.chain_curve(r, "val_loss")
         rows += [_row("curves", t, "val_loss", int(x), float(a), float(b), se_seeds=float(c))
                  for x, a, b, c in zip(k, m, se, se_s)]
-        late = trailing_window(np.asarray(k), None)
-        rows += [_row("trace", t, "val_loss", int(x), float(a), seed=0) for x, a in zip(k[late], v[late, 0])]
+        late = trailing_window(k, None)
+        rows += [_row("trace", t, "val_loss", int(x), float(a), seed=0)
+                 for x, a in zip(k[late], r.values("val_loss")[1][late, 0])]
     rows.append(_row("curves", "bcp", "F* (eval set)", 0, L.bayes_val_loss(base)))
     return rows
 

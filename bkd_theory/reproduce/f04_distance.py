@@ -17,7 +17,6 @@ Panels: (a) T1; (b) T3 with tr S; (c) looseness measured / bound. x = iteration 
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd

@@ -37,11 +37,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from .. import claims
 from ..claims import learning as L
+from ..claims import recipes
 from ..plots import band, finish, new_figure
 from ..plots import learning as lp
 from ..stats import mean_se
@@ -201,10 +201,7 @@ def _student_rows(base: dict, students: pd.DataFrame, records: list) -> list[dic
     rows = []
     for name in [*L.TRAINED, *REFERENCE]:
         r = L.run({**base, "teacher": spec(name)})
-        k, v = r.values("excess_risk")
-        m, se, _ = mean_se(v, axis=1)
-        pts = r.points["excess_risk"][1]
-        se = np.hypot(se, np.nanstd(pts, axis=1, ddof=1) / math.sqrt(pts.shape[1]))
+        k, m, se, _ = recipes.chain_curve(r, "excess_risk")
         rows += [_row("curves", name, "excess_risk", int(x), float(a), float(b)) for x, a, b in zip(k, m, se)]
     for row in students.itertuples():
         for q in ("excess_risk", "accuracy", "noise_detrended"):

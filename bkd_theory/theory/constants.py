@@ -26,6 +26,7 @@ from synthetic.base import Estimate
 from synthetic.features import augmented
 
 from .. import rng as rng_mod
+from ..stats import ratio_of_means
 from .integrate import Nodes
 from .predictions import DEFAULT_N_MC, model, nodes_or_mc, sample_inputs, theta_star
 
@@ -58,7 +59,7 @@ def hessian_at_optimum(task: "Task", student: "Student", *, n_mc: int = DEFAULT_
         return g.second_moment(np.einsum("nk,kl->nkl", nodes.p, np.eye(nodes.p.shape[1])))
     if not nodes.exact:
         raise ValueError("method='student' needs exact points (Monte Carlo, or quadrature over the whole space)")
-    theta, P, H = theta_star(task, student), student.num_params, np.zeros((student.num_params,) * 2)
+    theta, H = theta_star(task, student), np.zeros((student.num_params,) * 2)
     for start in range(0, len(nodes.x), 1024):
         sl = slice(start, min(start + 1024, len(nodes.x)))
         m = sl.stop - sl.start  # the loss is linear in t: targets w_n m p_n make the chunk's mean sum_n w_n H_n
@@ -287,7 +288,7 @@ def expected_smoothness_empirical(task: "Task", student: "Student", teacher: Any
     ratios = num.mean(1) / (2 * kl.mean(1))
     i = int(np.argmax(ratios))
     a, b = num[i], 2 * kl[i]
-    se = float(np.std(a - ratios[i] * b, ddof=1) / np.sqrt(len(a)) / b.mean())
+    se = ratio_of_means(a, b)[1]
     region = (f"max over theta* + r u, r in {tuple(radii)} x ||theta*|| = {scale:.4g}, {n_directions} random directions each, "
               f"{n_mc} inputs (seed {seed}), targets {'bcp' if teacher is None else teacher.spec}")
     return EmpiricalSmoothness(Estimate(float(ratios[i]), se, "empirical ratio (lower estimate of the sup), delta-method SE"),

@@ -32,7 +32,7 @@ from synthetic import validation
 from synthetic.base import Estimate
 
 from .. import rng as rng_mod
-from ..stats import estimate
+from ..stats import estimate, ratio_of_means
 from ..teachers import Teacher, parse_teacher
 from . import integrate
 from .integrate import Nodes
@@ -210,7 +210,7 @@ def critical_noise(task: "Task", student: "Student", *, n_mc: int = DEFAULT_N_MC
     u = unit_traces(g)
     a, b = u["label"], u["identity"]
     r = critical_ratio(g)
-    se = float(np.std(a - r * b, ddof=1) / np.sqrt(len(a)) / b.mean()) if nodes.iid else 0.0
+    se = ratio_of_means(a, b)[1] if nodes.iid else 0.0  # r = mean(a) / mean(b) on i.i.d. nodes
     return Estimate(r, se, f"E10 ratio estimator ({type(g).__name__}) on {nodes.method}")
 
 
