@@ -14,13 +14,25 @@ m/(m-1) (mean ||g_i||^2 - ||mean g_i||^2), three ways on the same m points: `tor
 (`vmap(grad)`), a Python loop of autograd backward passes over samples, and the toolkit's
 instrument path (`student.per_sample_grads`, chunked; closed form E11 for the linear student).
 
-Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N]
+Beside each rate stands the physical bound per chain-step: the flops and bytes one chain-step needs
+at least (`cost`), against the machine's float32 peak (a GEMM) and memory bandwidth (a triad),
+both measured in the same run on the same threads. Two bounds: `mem cs/s` = bandwidth / bytes, the
+limit of a loop that streams every chain's parameters from memory each step (read and written
+once), and `flop cs/s` = peak / flops, the limit of a loop that keeps a block of chains in cache
+(the binding limit once the memory traffic is blocked away). `of flop` = engine / flop bound says
+how far from the machine's limit each path is.
+
+Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N] [--json]
+With --json the last line printed is one JSON object with every rate, ratio, bound and the
+machine's load average at the start and the end.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
 import io
+import json
+import os
 import pstats
 import time
 from dataclasses import dataclass
@@ -61,6 +73,65 @@ def cases(quick: bool) -> list[Case]:
         Case("linear, paper task", "linear", 1000, 1024, 4, 1000, 1e-3),
         Case("mlp 2x128, paper task", "mlp", 64, 768, 4, 1000, 5e-4),
     ]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """float32 peak (GEMM) in flop/s and memory bandwidth (triad) in byte/s, measured here."""
+
+    flops: float
+    bandwidth: float
+    l2_bytes: int
+
+
+def measure_machine(seconds: float = 0.5) -> Machine:
+    """Best of a few float32 GEMMs (n = 512) and triads a = b + s c on 2^25-element arrays."""
+    n = 512
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or best == float("inf"):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    flops = 2 * n**3 / best
+    m = 2**25
+    x, y, z = torch.empty(m), torch.randn(m), torch.randn(m)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.add(y, z, alpha=0.5, out=x)
+        best = min(best, time.perf_counter() - t0)
+    return Machine(flops, 3 * 4 * m / best, _l2_bytes())
+
+
+def _l2_bytes() -> int:
+    try:
+        text = open("/sys/devices/system/cpu/cpu0/cache/index2/size").read().strip()
+        return int(text[:-1]) * 1024 if text.endswith("K") else int(text)
+    except (OSError, ValueError):
+        return 0
+
+
+def cost(student: str, d: int, k: int, batch: int = 1) -> tuple[float, float, int]:
+    """(flops, bytes, parameters) one chain-step needs at least: forward, backward and update of one
+    chain on `batch` points, float32, the chain's parameters read and written once.
+
+    Linear (pinned gauge, P = (K - 1)(d + 1)): logits 2P b, gradient P b, update 2P flops. MLP:
+    forward 2P b, backward 4P b, update 2P flops (the multiply-adds of the weight matrices).
+    """
+    if student == "linear":
+        p = (k - 1) * (d + 1)
+        flops = 3 * p * batch + 2 * p
+    else:
+        p = d * 128 + 128 + 128 * 128 + 128 + 128 * k + k
+        flops = 6 * p * batch + 2 * p
+    return float(flops), float(8 * p + 4 * (d + k) * batch), p
+
+
+def bounds(machine: Machine, flops: float, nbytes: float) -> tuple[float, float]:
+    """(memory-streaming, compute) limits in chain-steps/s: bandwidth / bytes and peak / flops."""
+    return machine.bandwidth / nbytes, machine.flops / flops
 
 
 def naive_model(student: str, d: int, k: int) -> nn.Module:
@@ -177,7 +248,8 @@ def trace_benchmark(student_spec: str, task, teacher, m: int, seed: int) -> list
         return trace_of(torch.stack(rows))
 
     # the toolkit's path: the same parameters in the student's flat layout (full gauge for linear)
-    student = build_student(student_spec, task, gauge="full", dtype=torch.float32)
+    opts = {"gauge": "full"} if student_spec == "linear" else {}
+    student = build_student(student_spec, task, dtype=torch.float32, **opts)
     if student_spec == "linear":
         flat = torch.cat([params["weight"], params["bias"][:, None]], dim=1).reshape(1, -1)
     else:
@@ -195,6 +267,62 @@ def trace_benchmark(student_spec: str, task, teacher, m: int, seed: int) -> list
     return out
 
 
+def engine_table(args: argparse.Namespace, task, teacher, machine: Machine) -> tuple[dict, list]:
+    """Print the engine-vs-naive table; return {"linear": {...}, "mlp": {...}} and the profiles."""
+    print("rates in chain-steps/s (cs/s); ratio = engine / naive. naive: fewer chains and steps than the engine,")
+    print("data pre-drawn outside its clock. grad: student.batch_grad alone on pre-drawn data.")
+    print("+2 instr: engine with dist2 and excess_risk (eval set of 2000 points) every steps/10.")
+    print("mem / flop: the machine's limits per chain-step (bandwidth / bytes, peak / flops); of flop = engine / flop.\n")
+    header = (f"{'student':<24}{'R':>6}{'steps':>7}{'engine cs/s':>14}{'+2 instr cs/s':>15}{'grad cs/s':>13}"
+              f"{'naive cs/s':>12}{'ratio':>9}{'flop/cs':>10}{'byte/cs':>10}{'mem cs/s':>13}{'flop cs/s':>14}{'of flop':>9}")
+    print(header)
+    print("-" * len(header))
+    out, profiles = {}, []
+    for case in cases(args.quick):
+        eng, prof = engine_rate(case, args.seed, [], args.profile)
+        few = [Distance(Every(max(1, case.steps // 10))), ExcessRisk(Every(max(1, case.steps // 10)))]
+        eng_few, _ = engine_rate(case, args.seed, few, False)
+        kern = grad_rate(case, task, teacher, args.seed)
+        base = naive_rate(case, task, teacher, args.seed)
+        flops, nbytes, p = cost(case.student, task.dim, task.num_classes)
+        mem, lim = bounds(machine, flops, nbytes)
+        print(f"{case.label:<24}{case.chains:>6}{case.steps:>7}{eng:>14,.0f}{eng_few:>15,.0f}{kern:>13,.0f}{base:>12,.0f}"
+              f"{eng / base:>8.1f}x{flops:>10,.0f}{nbytes:>10,.0f}{mem:>13,.0f}{lim:>14,.0f}{eng / lim:>9.2%}")
+        in_cache = case.chains * p * 4 <= machine.l2_bytes
+        out["linear" if case.student == "linear" else "mlp"] = {
+            "ratio": eng / base, "engine_cs_per_s": eng, "naive_cs_per_s": base, "grad_cs_per_s": kern,
+            "with_instruments_cs_per_s": eng_few, "instrument_share": 1.0 - eng_few / eng, "chains": case.chains,
+            "steps": case.steps, "naive_chains": case.base_chains, "naive_steps": case.base_steps,
+            "flops_per_cs": flops, "bytes_per_cs": nbytes, "memory_bound_cs_per_s": mem,
+            "compute_bound_cs_per_s": lim, "of_compute_bound": eng / lim,
+            "parameters_fit_in_l2": in_cache}
+        if prof:
+            profiles.append((case.label, prof))
+    return out, profiles
+
+
+def trace_table(args: argparse.Namespace, task, teacher, machine: Machine) -> dict:
+    """Print the per-sample gradient table; return {"linear_per_sample": ..., "mlp_per_sample": ...}."""
+    m = 256 if args.quick else 1024
+    print(f"\nper-sample gradient covariance trace tr Cov(g), m = {m} samples, one model")
+    header = (f"{'student':<12}{'method':<32}{'seconds':>10}{'speed-up vs loop':>18}{'tr Cov':>12}"
+              f"{'bound s':>11}{'of bound':>10}")
+    print(header)
+    print("-" * len(header))
+    out = {}
+    for spec in ("linear", "mlp"):
+        rows = trace_benchmark(spec, task, teacher, m, args.seed)
+        loop = rows[1][1]
+        flops, nbytes, p = cost(spec, task.dim, task.num_classes, batch=m)
+        lim = max((flops - 2 * p) / machine.flops, 4 * p * m / machine.bandwidth)  # no update; m gradients written
+        for name, seconds, value in rows:
+            print(f"{spec:<12}{name:<32}{seconds:>10.4f}{loop / seconds:>17.1f}x{value:>12.5g}{lim:>11.2e}"
+                  f"{lim / seconds:>9.1%}")
+        out[f"{spec}_per_sample"] = {"ratio": loop / rows[2][1], "seconds": rows[2][1], "loop_seconds": loop,
+                                     "torch_func_seconds": rows[0][1], "bound_seconds": lim, "samples": m}
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (~15 s)")
@@ -203,42 +331,30 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch intra-op threads for both engine and baseline (default 1: the batch-1 baseline "
                          "cannot use more, and idle spinning threads distort timings on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print one JSON object with every number as the last line")
     args = ap.parse_args(argv)
+    load_start = os.getloadavg()
     torch.set_num_threads(args.threads)
     task = make_task("paper", standardize=True)
     teacher = parse_teacher("onehot")
+    machine = measure_machine()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, batch 1, onehot targets, "
           f"paper task (K={task.num_classes}, d={task.dim}, standardised)")
-    print("rates in chain-steps/s (cs/s); ratio = engine / naive. naive: fewer chains and steps than the engine,")
-    print("data pre-drawn outside its clock. grad: student.batch_grad alone on pre-drawn data.")
-    print("+2 instr: engine with dist2 and excess_risk (eval set of 2000 points) every steps/10.\n")
-    header = (f"{'student':<24}{'R':>6}{'steps':>7}{'engine cs/s':>14}{'+2 instr cs/s':>15}{'grad cs/s':>13}"
-              f"{'naive cs/s':>12}{'naive R x steps':>17}{'ratio':>9}")
-    print(header)
-    print("-" * len(header))
-    profiles = []
-    for case in cases(args.quick):
-        eng, prof = engine_rate(case, args.seed, [], args.profile)
-        few = [Distance(Every(max(1, case.steps // 10))), ExcessRisk(Every(max(1, case.steps // 10)))]
-        eng_few, _ = engine_rate(case, args.seed, few, False)
-        kern = grad_rate(case, task, teacher, args.seed)
-        base = naive_rate(case, task, teacher, args.seed)
-        print(f"{case.label:<24}{case.chains:>6}{case.steps:>7}{eng:>14,.0f}{eng_few:>15,.0f}{kern:>13,.0f}{base:>12,.0f}"
-              f"{f'{case.base_chains} x {case.base_steps}':>17}{eng / base:>8.1f}x")
-        if prof:
-            profiles.append((case.label, prof))
-    m = 256 if args.quick else 1024
-    print(f"\nper-sample gradient covariance trace tr Cov(g), m = {m} samples, one model")
-    header = f"{'student':<12}{'method':<32}{'seconds':>10}{'speed-up vs loop':>18}{'tr Cov':>12}"
-    print(header)
-    print("-" * len(header))
-    for spec in ("linear", "mlp"):
-        rows = trace_benchmark(spec, task, teacher, m, args.seed)
-        loop = rows[1][1]
-        for name, seconds, value in rows:
-            print(f"{spec:<12}{name:<32}{seconds:>10.4f}{loop / seconds:>17.1f}x{value:>12.5g}")
+    print(f"machine: {machine.flops / 1e9:.1f} GFLOP/s float32 GEMM peak, {machine.bandwidth / 1e9:.1f} GB/s triad "
+          f"bandwidth, L2 {machine.l2_bytes // 1024} KiB; load average {load_start[0]:.2f} at the start")
+    result, profiles = engine_table(args, task, teacher, machine)
+    result.update(trace_table(args, task, teacher, machine))
     for label, prof in profiles:
         print(f"\nprofile of the engine run ({label}), top functions by own time:\n{prof}")
+    load_end = os.getloadavg()
+    print(f"\nload average {load_end[0]:.2f} at the end (an idle machine reads about 0; above 0.5 the ratios are "
+          "not trustworthy)")
+    if args.json:
+        result["machine"] = {"gemm_flops": machine.flops, "triad_bytes_per_s": machine.bandwidth,
+                             "l2_bytes": machine.l2_bytes, "threads": torch.get_num_threads(),
+                             "torch": torch.__version__, "load_start": list(load_start), "load_end": list(load_end),
+                             "quick": args.quick}
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
