@@ -9,6 +9,7 @@ where they are resolved (`build`).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -58,6 +59,17 @@ def parse_schedule(spec: str) -> Callable[[int], float]:
         raise ValueError(f"schedule must be one of {choices}, got {spec!r}") from None
 
 
+def _temperature(value: Any) -> float:
+    """The KD temperature as a float in (0, inf); ValueError naming `kd_temperature` and its range."""
+    try:
+        v = float(value) if not isinstance(value, (bool, np.bool_)) else math.nan
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"kd_temperature must be a finite number in (0, inf), or None for no temperature; got {value!r}")
+    return v
+
+
 def _f(default: Any, help: str, **meta: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
@@ -87,6 +99,9 @@ class RunConfig(Config):
     beta2: float = _f(0.999, "Adam's second-moment decay beta2 in [0, 1)")
     eps: float = _f(1e-8, "Adam's eps > 0")
     lam: float = _f(1.0, "KD mixture weight lam in [0, 1]: t = (1 - lam) e_y + lam t_teacher")
+    kd_temperature: float | None = _f(None, "student-side KD temperature T > 0 (E22): train on the Hinton loss "
+                                      "(1 - lam) CE(e_y, q) + lam T^2 CE(t^(T), softmax(f/T)), t^(T) = softmax(log t / T); "
+                                      "a mixture:LAM:BASE teacher multiplies lam by LAM; None: plain CE")
     regime: Regime = _f(Regime.ONLINE, "online (fresh points every step) or finite (a training set of n points)")
     n: int | None = _f(None, "training-set size n (regime finite)")
     sampling: Sampling = _f(Sampling.REPLACEMENT, "minibatches of a finite set: with replacement or epoch shuffling")
@@ -113,6 +128,8 @@ class RunConfig(Config):
         put("momentum", validation.in_interval("momentum", self.momentum, 0.0, 1.0, upper_open=True))
         self._check_optimizer(put)
         put("lam", validation.in_interval("lam", self.lam, 0.0, 1.0))
+        if self.kd_temperature is not None:
+            put("kd_temperature", _temperature(self.kd_temperature))
         put("init_scale", validation.nonnegative("init_scale", self.init_scale))
         for name in ("batch", "steps", "chains", "eval_every", "eval_n"):
             put(name, validation.positive_int(name, getattr(self, name)))
@@ -132,9 +149,7 @@ class RunConfig(Config):
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS.names())}, got {self.optimizer!r}")
         put("optimizer", self.optimizer.lower())
         for name in ("beta1", "beta2"):
-            if not 0.0 <= validation.in_interval(name, getattr(self, name), 0.0, 1.0) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-            put(name, float(getattr(self, name)))
+            put(name, validation.in_interval(name, getattr(self, name), 0.0, 1.0, upper_open=True))
         put("eps", validation.positive("eps", self.eps))
         if self.optimizer != "sgd" and self.momentum:
             raise ValueError(f"momentum is heavy-ball SGD's; with optimizer={self.optimizer!r} use beta1 (got momentum="

@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
+from torch.func import vjp, vmap
 
 from synthetic import validation
 
 from ..config import Init
+from .kd import KDTargets, logit_residual
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -50,6 +52,20 @@ def dtype_name(dtype: torch.dtype) -> str:
 def into(g: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     """`g`, copied into `out` when given."""
     return g if out is None else out.copy_(g)
+
+
+def residual_grads(logits1: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], theta: torch.Tensor,
+                   x: torch.Tensor, t: KDTargets) -> torch.Tensor:
+    """Per-sample gradients J_f(x)^T r(x) `[R, B, P]` by `torch.func`: for each chain and sample, the
+    vector-Jacobian product of one sample's logits `logits1(flat [P], x [d]) -> [K]` with the logit
+    residual r = `kd.logit_residual` (E22's Hinton loss; the students' generic path for `KDTargets`)."""
+    T = t.T
+
+    def one(flat: torch.Tensor, xi: torch.Tensor, hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        f, pull = vjp(lambda w: logits1(w, xi), flat)
+        return pull(logit_residual(f, KDTargets(hard, soft, T)))[0]
+
+    return vmap(vmap(one, in_dims=(None, 0, 0, 0)), in_dims=(0, 0, 0, 0))(theta, x, t.hard, t.soft)
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,11 @@ class Student(abc.ABC):
 
     @abc.abstractmethod
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Return grad_theta l(theta_r; x_rb, t_rb) (E1) `[R, B, P]` for t `[R, B, K]`."""
+        """Return grad_theta l(theta_r; x_rb, t_rb) `[R, B, P]` for t `[R, B, K]` (E1) or `KDTargets` (E22).
+
+        `per_sample_grads`, `batch_grad` and `sgd_step` accept both kinds of targets
+        (`students.kd`); `hessian` is E1's only.
+        """
 
     def batch_grad(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, *, out: torch.Tensor | None = None,
                    scale: float = 1.0) -> torch.Tensor:

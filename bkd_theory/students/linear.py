@@ -1,6 +1,7 @@
 """The linear softmax student q = softmax(W xt), xt = (phi(x), 1) (DESIGN 2.5, E11): the fast path.
 
-Per-sample gradients in closed form (E11): grad_W l = ((sum_k t_k) q - t) xt^T. In the pinned gauge
+Per-sample gradients in closed form (E11): grad_W l = ((sum_k t_k) q - t) xt^T; for the Hinton loss
+at a student temperature (E22, `KDTargets`) the logit residual is `kd.logit_residual`'s. In the pinned gauge
 the K-th row of W is fixed at 0 and only the first K-1 rows are parameters, so gradients are the
 first K-1 rows of E11. The SGD step fuses the outer product into the update. Checked against the
 generic `ModuleStudent` on the same weights and against tests/oracles.py.
@@ -18,6 +19,7 @@ from synthetic.features import augmented
 
 from ..config import Features, Gauge
 from .base import FeatureModel, Student, as_dtype, into
+from .kd import logit_residual
 from .registry import register_student
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -125,11 +127,10 @@ class Linear(Student):
     def log_probs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return torch.log_softmax(self._logits(self._t(theta), self.xt(x)), dim=-1)
 
-    def _coef(self, theta: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        # E11: grad_W l = ((sum_k t_k) q - t) xt^T; the pinned row K is not a parameter.
-        t = self._t(t)
-        q = torch.softmax(self._logits(self._t(theta), xt), dim=-1)  # row-wise: chain-local
-        return (t.sum(dim=-1, keepdim=True) * q - t)[..., : self.rows]  # [R, B, K']
+    def _coef(self, theta: torch.Tensor, xt: torch.Tensor, t: Any) -> torch.Tensor:
+        # E11: grad_W l = r xt^T with the logit residual r = dl/df (`kd.logit_residual`: (sum_k t_k) q - t,
+        # or E22's Hinton residual for `KDTargets`); row-wise, so chain-local. The pinned row K is not a parameter.
+        return logit_residual(self._logits(self._t(theta), xt), t)[..., : self.rows]  # [R, B, K']
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         xt = self.xt(x)

@@ -19,7 +19,8 @@ from torch.func import functional_call, grad, hessian, jacrev, vmap
 from synthetic import validation
 
 from ..config import Features, Gauge
-from .base import Student, as_dtype
+from .base import Student, as_dtype, residual_grads
+from .kd import KDTargets, as_targets, logit_residual
 from .registry import register_student
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,20 +161,25 @@ class MLP(Student):
         return torch.log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0], dim=-1)
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Per-sample gradients by `torch.func`: `vmap` over chains of `vmap` over samples of `grad`."""
+        """Per-sample gradients by `torch.func`: `vmap` over chains of `vmap` over samples of `grad`
+        (of E1), or of the vector-Jacobian product with the logit residual (`KDTargets`, E22)."""
+        if isinstance(t, KDTargets):
+            logits1 = lambda flat, xi: functional_call(self.module, self.unflatten(flat), (xi[None],))[0]  # noqa: E731
+            return residual_grads(logits1, self._t(theta), self._t(x), t.to(self.dtype))
         return self._psg(self._t(theta), self._t(x), self._t(t))
 
     def _backprop(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, scale: float, emit) -> None:
         """Hand-written backward pass over the stacked chains; `emit(j, dz_j, h_j)` per layer, last first.
 
-        dl/dz_L = scale ((sum t) q - t) / B at the logits (E11 for the last layer), then
+        dl/dz_L = scale r / B at the logits, r the logit residual (`kd.logit_residual`: (sum t) q - t,
+        E11 for the last layer, or E22's Hinton residual), then
         dW_j = dz_j^T h_j, db_j = sum_b dz_j, dz_{j-1} = (dz_j W_j) * act'(z_{j-1}). Checked against
         `per_sample_grads` (torch.func) and the autograd loop of tests/oracles.py.
         """
-        theta, x, t = self._t(theta), self._t(x), self._t(t)
+        theta, x, t = self._t(theta), self._t(x), as_targets(t, self.dtype)
         layers = self.layers(theta)
         logits, zs, hs = self._forward(layers, x)
-        dz = (t.sum(dim=-1, keepdim=True) * torch.softmax(logits, dim=-1) - t) * (scale / x.shape[1])
+        dz = logit_residual(logits, t) * (scale / x.shape[1])
         for j in range(len(layers) - 1, -1, -1):
             emit(j, dz, hs[j])
             if j > 0:

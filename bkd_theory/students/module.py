@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
-from .base import Student, as_dtype
+from .base import Student, as_dtype, residual_grads
+from .kd import KDTargets
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -140,11 +141,17 @@ class ModuleStudent(Student):
         return self._lp(self._t(theta), self._t(x))
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if isinstance(t, KDTargets):  # E22: vector-Jacobian products with the logit residual
+            logits1 = lambda flat, xi: self._forward(flat, xi[None])[0]  # noqa: E731
+            return residual_grads(logits1, self._t(theta), self._t(x), t.to(self.dtype))
         return self._psg(self._t(theta), self._t(x), self._t(t))
 
     def batch_grad(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, *, out: torch.Tensor | None = None,
                    scale: float = 1.0) -> torch.Tensor:
-        g = self._bg(self._t(theta), self._t(x), self._t(t))
+        if isinstance(t, KDTargets):
+            g = self.per_sample_grads(theta, x, t).mean(dim=1)
+        else:
+            g = self._bg(self._t(theta), self._t(x), self._t(t))
         g = g * scale if scale != 1.0 else g
         return g if out is None else out.copy_(g)
 
