@@ -274,9 +274,10 @@ def _print_run(config: Any, run: Any, measured: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- predict
 def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="the theory's predictions for one configuration",
-                       description="Every theory number (DESIGN 2.5-2.8) for the configuration that `bkd run` takes "
+                       description="Every theory number (DESIGN 2.5-2.8, 2.10) for the configuration that `bkd run` takes "
                        "with the same flags, in the student's parameter space. --n gives the finite-sample "
-                       "predictions (E18); flags that only concern the run (steps, chains, init, eval) are accepted "
+                       "predictions (E18, E20's lambda_star_n); --optimizer adam gives E21, --lam the KD mixture (E20); "
+                       "flags that only concern the run (steps, chains, init, eval) are accepted "
                        "and ignored.")
     _add_config_flags(p)
     p.add_argument("--n-mc", type=_integer, default=4096, help="Monte Carlo inputs for the expectations over x (>= 16)")
@@ -285,24 +286,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     _add_limits(p)
 
 
-#: (key, units, DESIGN tag) of the `bkd predict` table; step sizes are in param^2 / nat
-_PREDICT_ROWS = (
-    ("sigma2", "grad^2 per sample", "E4"), ("sigma2_closed_form", "grad^2 per sample", "E6-E11"),
-    ("trace_C", "grad^2 per sample", "E5"), ("kappa_t", "1", "E(sum t)^2"), ("H_eig_min", "nat/param^2", "mu"),
-    ("H_eig_max", "nat/param^2", "L"), ("kappa", "1", "L/mu"), ("F_star", "nat", "Prop. 1"),
-    ("calL", "nat/param^2", "E12"), ("gamma_max_T1", "step size", "T1"), ("gamma_max_T2", "step size", "T2"),
-    ("gamma_max_T3", "step size", "T3"), ("gamma_max_T4", "step size", "T4"), ("bound_T3", "param^2", "E15"),
-    ("bound_T4", "nat", "E16"), ("neighborhood_excess_risk", "nat", "E17"), ("neighborhood_dist2", "param^2", "E17'"),
-    ("neighborhood_excess_risk_corrected", "nat", "E17 next order"),
-    ("neighborhood_dist2_corrected", "param^2", "E17' next order"), ("gamma_mean_square", "step size", "E17' next order"),
-    ("critical_noise", "target variance nu", "E10"), ("finite_n_excess_risk", "nat", "E18"),
-    ("finite_n_dist2", "param^2", "E18"), ("gamma_lyapunov", "step size", "E19"),
-)
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine import build
     from .theory import predict
+    from .theory.report import ROWS
 
     from synthetic.validation import positive_int
 
@@ -313,19 +300,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     n_mc = positive_int("n_mc (--n-mc)", args.n_mc, minimum=16)
     setup = build(config)
     check(predict_cost(setup.task, setup.student, setup.teacher, n=config.n, n_mc=n_mc), _limits(args))
-    pred = predict(setup.task, setup.student, setup.teacher, gamma=config.gamma, batch=config.batch,
+    pred = predict(setup.task, setup.student, setup.base_teacher, gamma=config.gamma, batch=config.batch,
                    momentum=config.momentum, n=config.n, seed=config.seed, n_mc=n_mc,
-                   lyapunov_threshold=args.lyapunov)
+                   lyapunov_threshold=args.lyapunov, optimizer=config.optimizer, beta1=config.beta1,
+                   beta2=config.beta2, eps=config.eps, lam=config.lam)
     out = pred.to_dict()
     if config.schedule != "constant":
         out["notes"].append(f"schedule {config.schedule!r} ignored: the predictions are for a constant step size gamma")
     if args.json:
-        _print_json({**out, "units": {k: u for k, u, _ in _PREDICT_ROWS}})
+        _print_json({**out, "units": {k: u for k, u, _ in ROWS}})
         return 0
     print(f"bkd predict  {out['task']}  student={out['student']}  gauge={out['gauge'] or 'n/a'}  P={out['num_params']}  "
-          f"teacher={out['teacher']}  gamma={config.gamma:g}  b={config.batch}" + (f"  n={config.n}" if config.n else ""))
+          f"teacher={out['teacher']}  gamma={config.gamma:g}  b={config.batch}  optimizer={config.optimizer}"
+          + (f"  n={config.n}" if config.n else ""))
     rows = [("quantity", "value", "+- SE", "units", "DESIGN")]
-    for key, units, tag in _PREDICT_ROWS:
+    for key, units, tag in ROWS:
         v, se = out.get(key), out.get(f"{key}_se")
         rows.append((key, "n/a" if v is None else f"{v:.6g}", "" if se is None else f"{se:.2g}", units, tag))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -263,3 +263,16 @@ def test_trained_teacher_mixed_with_labels_trains_and_probes_the_kd_law():
     assert a.config["teacher"] == "exact" and np.array_equal(a.theta_final, b.theta_final)
     for q in ("excess_risk", "sigma2_at_optimum", "grad_second_moment"):
         assert np.array_equal(a.values(q)[1], b.values(q)[1]), q
+
+
+def test_instruments_by_name_give_chain_0_of_8_the_numbers_of_a_chain_alone():
+    """Each instrument draws from its own stream keyed by its name and the chain, so the gradient
+    noise of chain 0 does not depend on R (registry names observe every eval_every steps)."""
+    kw = dict(task="triangle", student="linear", teacher="dirichlet:1", gamma=0.05, steps=300, eval_every=100,
+              init="perturbed", seed=3, instruments=("grad_noise", "excess_risk"))
+    batch, alone = sgd.run(chains=8, **kw), sgd.run(chains=1, **kw)
+    assert set(batch.records) == {"grad_second_moment", "grad_cov_trace", "excess_risk"}
+    for q in batch.records:
+        np.testing.assert_array_equal(batch.values(q)[1][:, 0], alone.values(q)[1][:, 0])
+    with pytest.raises(ValueError, match="unknown instrument 'nope'"):
+        sgd.run(chains=1, **{**kw, "instruments": ("nope",)})

@@ -73,11 +73,13 @@ def objects(cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     return s.task, s.student, s.base_teacher
 
 
-THEORY_KEYS = ("task", "student", "gauge", "features", "standardize", "teacher", "gamma", "batch", "momentum", "n", "seed")
+THEORY_KEYS = ("task", "student", "gauge", "features", "standardize", "teacher", "gamma", "batch", "momentum", "n", "seed",
+               "optimizer", "beta1", "beta2", "eps", "lam")
 
 
 def theory(cfg: Mapping[str, Any]) -> Any:
-    """`theory.predict` for the configuration (gamma, batch, momentum, n, seed as given; the other
+    """`theory.predict` for the configuration (gamma, batch, momentum, n, seed, the optimizer and the
+    KD weight lam as given; the other
     keys, which enter no prediction, are not part of the memo's key)."""
     return _theory({k: cfg[k] for k in THEORY_KEYS if k in cfg})
 
@@ -87,8 +89,9 @@ def _theory(cfg: Mapping[str, Any]) -> Any:
     from ..theory import predict
 
     task, student, teacher = objects(cfg)
+    opt = {k: cfg[k] for k in ("optimizer", "beta1", "beta2", "eps", "lam") if k in cfg}
     return predict(task, student, teacher, gamma=float(cfg.get("gamma", 1.0)), batch=int(cfg.get("batch", 1)),
-                   momentum=float(cfg.get("momentum", 0.0)), n=cfg.get("n"), seed=int(cfg["seed"]))
+                   momentum=float(cfg.get("momentum", 0.0)), n=cfg.get("n"), seed=int(cfg["seed"]), **opt)
 
 
 def mu(cfg: Mapping[str, Any]) -> float:
@@ -96,15 +99,36 @@ def mu(cfg: Mapping[str, Any]) -> float:
     return float(theory(cfg).H_eig_min.value)
 
 
+def slowest_rate(cfg: Mapping[str, Any]) -> float:
+    """The slowest mode's relaxation rate per unit gamma near theta* (nat/param^2): mu / (1 - beta)
+    for SGD with heavy-ball momentum beta; for Adam lambda_min(P^1/2 H P^1/2) with Adam's
+    P = diag(1 / (sqrt(C_ii / b) + eps)) at theta* (E21)."""
+    if str(cfg.get("optimizer", "sgd")).lower() != "adam":
+        return mu(cfg) / (1.0 - float(cfg.get("momentum", 0.0)))
+    from ..theory.constants import curvature
+    from ..theory.distillation import adam_preconditioner
+
+    pred = theory(cfg)
+    half = np.sqrt(adam_preconditioner(pred.C, int(cfg.get("batch", 1)), float(cfg.get("eps", 1e-8))))
+    _, student, _ = objects(cfg)
+    null = np.asarray(student.gauge_basis(), dtype=np.float64)
+    if null.shape[1]:
+        from scipy.linalg import orth
+
+        null = orth(null / half[:, None])
+    return curvature(half[:, None] * pred.H * half[None, :], null).mu
+
+
 def auto_steps(cfg: Mapping[str, Any]) -> int:
     """The steps of a stationary run: `cfg["steps"]`, or when it is "auto", enough that the slowest
-    mode has relaxed by e^-burn (variance, exp(-2 gamma mu k)) when the averaging window (the last
-    half) starts: max(min_steps, 2 burn / (2 gamma_eff mu)), rounded up to a multiple of eval_every."""
+    mode has relaxed by e^-burn (variance, exp(-2 gamma rate k)) when the averaging window (the last
+    half) starts: max(min_steps, 2 burn / (2 gamma rate)), rate = `slowest_rate` (mu for SGD),
+    rounded up to a multiple of eval_every."""
     steps = cfg.get("steps", "auto")
     if steps != "auto":
         return int(steps)
-    g_eff = float(cfg["gamma"]) / (1.0 - float(cfg.get("momentum", 0.0)))
-    k = max(int(cfg.get("min_steps", 1000)), math.ceil(2 * cfg.get("burn", 2.5) / (2 * g_eff * mu(cfg))))
+    rate = float(cfg["gamma"]) * slowest_rate(cfg)
+    k = max(int(cfg.get("min_steps", 1000)), math.ceil(2 * cfg.get("burn", 2.5) / (2 * rate)))
     every = int(cfg.get("eval_every", 100))
     return every * math.ceil(k / every)
 

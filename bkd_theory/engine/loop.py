@@ -31,7 +31,8 @@ from tqdm import tqdm
 from synthetic import validation
 
 from ..config import Init
-from ..instruments import EvalSet, Instrument, StepContext, StreamBank, check_needs, default_instruments
+from ..instruments import (INSTRUMENTS, EvalSet, Every, Instrument, StepContext, StreamBank, check_needs,
+                           default_instruments)
 from ..instruments.base import PerPoint
 from ..instruments.context import ATTRIBUTES
 from ..records import Run, versions
@@ -48,8 +49,10 @@ __all__ = ["Loop", "run"]
 RELAXATION_MAX_PARAMS, RELAXATION_N_MC = 3000, 4096
 
 
-def _instruments(config: RunConfig, instruments: Sequence[Instrument] | None) -> list[Instrument]:
+def _instruments(config: RunConfig, instruments: Sequence[Instrument | str] | None) -> list[Instrument]:
+    """The instruments of a run; a registry name (`bkd info`) observes every `eval_every` steps."""
     chosen = list(default_instruments(config.eval_every, config.steps) if instruments is None else instruments)
+    chosen = [INSTRUMENTS.get(ins).obj(Every(config.eval_every)) if isinstance(ins, str) else ins for ins in chosen]
     for ins in chosen:
         if not isinstance(ins, Instrument):
             raise ValueError(f"instruments must follow the Instrument protocol (name, needs, schedule, observe), got {ins!r}")
@@ -60,7 +63,7 @@ def _instruments(config: RunConfig, instruments: Sequence[Instrument] | None) ->
 class Loop:
     """One run of R chains: set up from a `Setup`, then `execute()` returns the `Run` record."""
 
-    def __init__(self, setup: Setup, instruments: Sequence[Instrument] | None = None) -> None:
+    def __init__(self, setup: Setup, instruments: Sequence[Instrument | str] | None = None) -> None:
         cfg, task, student = setup.config, setup.task, setup.student
         self.setup, self.cfg, self.t0 = setup, cfg, time.perf_counter()
         self.instruments = _instruments(cfg, instruments)
@@ -86,7 +89,10 @@ class Loop:
         self.bank = StreamBank(cfg.seed, self.chains)
         self.records: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         self.points: dict[str, tuple[list[int], list[np.ndarray]]] = {}
-        self.decay, self.gamma_sum = {}, 0.0  # cumulative effective step sizes at the recorded steps
+        # cumulative effective step sizes at the recorded steps: sum gamma_k s_k for a scalar rate s_k
+        # (heavy ball: 1 / (1 - beta)); the vector sum gamma_k P_k for a diagonal preconditioner (Adam, E21)
+        self.decay, self.gamma_sum = {}, 0.0
+        self.relax = self.theta_star is not None and student.num_params <= RELAXATION_MAX_PARAMS
 
     def observe(self, step: int) -> None:
         """Call the instruments due at `step` and store their values `[R]` per quantity."""
@@ -100,7 +106,7 @@ class Loop:
         for name in sorted(set().union(*(frozenset(ins.needs) for ins in due)) - ATTRIBUTES):
             ctx.need(name)  # each shared need once per step, in a fixed order
         R, now = self.cfg.chains, {}
-        self.decay[step] = self.gamma_sum
+        self.decay[step] = self.gamma_sum.clone() if isinstance(self.gamma_sum, torch.Tensor) else self.gamma_sum
         for ins in due:
             for quantity, values in ins.observe(ctx).items():
                 if isinstance(values, PerPoint):
@@ -128,8 +134,8 @@ class Loop:
     def advance(self, k: int, x: torch.Tensor, t: torch.Tensor) -> None:
         """One update (step k -> k + 1) of every chain; chains that diverge (rules 1-2) stop here."""
         gamma_k = self.cfg.gamma * self.factor(k)
-        self.gamma_sum += gamma_k / (1.0 - self.cfg.momentum)  # heavy ball: gamma / (1 - beta) to first order
         new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, gamma_k, self.spare)
+        self.gamma_sum = self.gamma_sum + gamma_k * (self.setup.optimizer.rate(self.active) if self.relax else 1.0)
         ok = self.rule.within(new)  # one norm per chain: NaN, inf and blow-ups all fail it
         if self.stopped or not bool(ok.all()):
             newly = self.active & ~ok
@@ -163,18 +169,21 @@ class Loop:
         return self.record()
 
     def relaxation(self) -> dict[str, Any] | None:
-        """The eigenvalues of H at theta* (on its range) and the cumulative step sizes, for the
-        per-quantity stationarity check of the record; None when H is not available."""
+        """The eigenvalues of H at theta* (on its range; of P^1/2 H P^1/2 for a preconditioned rule,
+        `_preconditioned`) and the cumulative step sizes, for the per-quantity stationarity check of
+        the record; None when H is not available."""
         s = self.setup
-        if self.theta_star is None or s.student.num_params > RELAXATION_MAX_PARAMS:
+        if not self.relax:
             return None
         from ..theory import constants
 
         method = "linear" if s.student.feature_model() is not None else "fisher"
         H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
-        ev = constants.curvature(H, constants.null_basis(s.student)).eigenvalues
-        return {"eigenvalues": ev, "decay": dict(self.decay),
-                "method": f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"}
+        how = f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"
+        null = constants.null_basis(s.student)
+        if not isinstance(self.gamma_sum, torch.Tensor):
+            return {"eigenvalues": constants.curvature(H, null).eigenvalues, "decay": dict(self.decay), "method": how}
+        return _preconditioned(H, null, self.decay, how)
 
     def record(self) -> Run:
         """The `Run` record of what has been done."""
@@ -187,8 +196,30 @@ class Loop:
                    relaxation=self.relaxation())
 
 
+def _preconditioned(H: np.ndarray, null: np.ndarray, decay: dict[int, Any], how: str) -> dict[str, Any] | None:
+    """`Loop.relaxation` for a diagonal preconditioner P_k (E21): mode i of M = P^1/2 H P^1/2
+    relaxes as exp(-2 lam_i(M) decay), with P the run's mean direction P_ref = D_K / max_i D_K,i
+    (D_k = sum_{j<k} gamma_j P_j `[P]`, param^2/nat) and decay_k = min_i D_k,i / P_ref,i, which is
+    exact for a constant P and conservative when P_k varies. None when D_K is not finite and positive."""
+    from scipy.linalg import orth
+
+    from ..theory import constants
+
+    last = torch.as_tensor(decay[max(decay)], dtype=torch.float64).numpy()
+    if not np.all(np.isfinite(last)) or last.max() <= 0:
+        return None
+    ref = last / last.max()
+    half = np.sqrt(ref)
+    M = half[:, None] * H * half[None, :]
+    pre_null = orth(null / half[:, None]) if null.shape[1] else null  # P^-1/2 null(H) spans null(M)
+    ev = constants.curvature(M, pre_null).eigenvalues
+    steps = {k: float(np.min(torch.as_tensor(v, dtype=torch.float64).numpy() / ref)) for k, v in decay.items()}
+    return {"eigenvalues": ev, "decay": steps,
+            "method": how + "; preconditioned: eigenvalues of P^1/2 H P^1/2, P the run's mean diagonal preconditioner"}
+
+
 def run(config: RunConfig | Any | None = None, student: Any | None = None, teacher: Any | None = None, *,
-        instruments: Sequence[Instrument] | None = None, progress: bool = False, prefetch: bool = True,
+        instruments: Sequence[Instrument | str] | None = None, progress: bool = False, prefetch: bool = True,
         threads: int | None = 1, limits: Limits | None = Limits(), **overrides: Any) -> Run:
     """Run R independent SGD chains and record the instruments (DESIGN 2.7, 2.9).
 
@@ -200,7 +231,8 @@ def run(config: RunConfig | Any | None = None, student: Any | None = None, teach
         config: a `RunConfig`, None (defaults + `overrides`), or a Task object.
         student: a `Student` or a spec string. teacher: a `Teacher` or a spec string; `lam < 1`
             trains on `Mixture(lam, teacher)` (the KD objective).
-        instruments: what to measure (default `instruments.default_instruments`).
+        instruments: what to measure (default `instruments.default_instruments`): objects, or registry
+            names (`bkd info`) observing every `eval_every` steps.
         progress: show a tqdm progress bar.
         prefetch: draw the next page of inputs and targets in a background thread (same results).
         threads: torch intra-op threads while the loop runs (restored afterwards); None leaves the

@@ -4,6 +4,7 @@ An update rule keeps its per-chain state (tensors `[R, P]`) and writes theta_{k+
 
     rule.start(theta)                                   allocate state for theta `[R, P]`
     rule.step(student, theta, x, t, gamma, out) -> out  one update of every chain
+    rule.rate(active) -> float | Tensor `[P]`           its effective step per unit gamma, to first order
 
 Every operation is element-wise or chain-local, so chain r's trajectory does not depend on R.
 - "sgd": theta <- theta - gamma g (fused into the student's `sgd_step`); with heavy-ball momentum
@@ -15,7 +16,7 @@ Every operation is element-wise or chain-local, so chain r's trajectory does not
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -23,9 +24,19 @@ from synthetic.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..students import Student
-    from .config import RunConfig
 
-__all__ = ["OPTIMIZERS", "SGD", "Adam", "UpdateRule", "build_optimizer", "register_optimizer"]
+__all__ = ["OPTIMIZERS", "SGD", "Adam", "Settings", "UpdateRule", "build_optimizer", "register_optimizer"]
+
+
+class Settings(Protocol):
+    """What an update rule reads from a run's configuration (`engine.RunConfig` has these fields)."""
+
+    optimizer: str
+    momentum: float
+    beta1: float
+    beta2: float
+    eps: float
+
 
 #: every registered update rule: name -> class with `from_config(config)`
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -39,7 +50,7 @@ class UpdateRule(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_config(cls, config: "RunConfig") -> "UpdateRule":
+    def from_config(cls, config: "Settings") -> "UpdateRule":
         """The rule with the hyperparameters of `config`."""
 
     @abc.abstractmethod
@@ -54,6 +65,13 @@ class UpdateRule(abc.ABC):
     def freeze(self, stopped: torch.Tensor) -> None:
         """Keep the state of `stopped` chains `[R]` bool as it is (they no longer move)."""
 
+    def rate(self, active: torch.Tensor) -> float | torch.Tensor:
+        """The last step's effective preconditioner per unit gamma near theta*, to first order: a
+        scalar s (theta moves as theta - gamma s grad F) or a diagonal `[P]` (mean over the `active`
+        chains `[R]` bool), for the loop's relaxation check (E21: mode i relaxes at gamma times the
+        eigenvalues of P^1/2 H P^1/2)."""
+        return 1.0
+
 
 @register_optimizer("sgd")
 class SGD(UpdateRule):
@@ -67,12 +85,16 @@ class SGD(UpdateRule):
         self._grad: torch.Tensor | None = None
 
     @classmethod
-    def from_config(cls, config: "RunConfig") -> "SGD":
+    def from_config(cls, config: "Settings") -> "SGD":
         return cls(config.momentum)
 
     def start(self, theta: torch.Tensor) -> None:
         if self.momentum > 0.0:
             self.velocity, self._grad = torch.zeros_like(theta), torch.empty_like(theta)
+
+    def rate(self, active: torch.Tensor) -> float:
+        """Heavy-ball momentum: 1 / (1 - beta) to first order (E17 with gamma / (1 - beta))."""
+        return 1.0 / (1.0 - self.momentum)
 
     def step(self, student: "Student", theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float,
              out: torch.Tensor) -> torch.Tensor:
@@ -94,7 +116,7 @@ class Adam(UpdateRule):
         self.k = 0
 
     @classmethod
-    def from_config(cls, config: "RunConfig") -> "Adam":
+    def from_config(cls, config: "Settings") -> "Adam":
         return cls(config.beta1, config.beta2, config.eps)
 
     def start(self, theta: torch.Tensor) -> None:
@@ -113,8 +135,16 @@ class Adam(UpdateRule):
         out.copy_(theta)
         return out.addcdiv_(self.m, self._denom, value=-gamma / c1)
 
+    def rate(self, active: torch.Tensor) -> torch.Tensor:
+        """P = diag(1 / (sqrt(v_hat) + eps)) of the last step `[P]`, mean over the active chains (the
+        bias-corrected m_hat averages past gradients with weights summing to 1: E21's first order)."""
+        if self._denom is None or self.k == 0:
+            raise ValueError("rate: Adam has not taken a step yet")
+        inv = self._denom[active].reciprocal()
+        return inv.mean(0) if len(inv) else torch.zeros(self._denom.shape[1], dtype=self._denom.dtype)
 
-def build_optimizer(config: "RunConfig") -> UpdateRule:
+
+def build_optimizer(config: "Settings") -> UpdateRule:
     """The update rule named by `config` (`OPTIMIZERS`)."""
     name: Any = getattr(config, "optimizer", "sgd")
     return OPTIMIZERS.get(str(name)).obj.from_config(config)

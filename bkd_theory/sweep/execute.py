@@ -39,7 +39,8 @@ def predict_cell(config: "RunConfig") -> dict[str, Any]:
 
     setup = build(config.replace(dtype="float64"))
     pred = theory.predict(setup.task, setup.student, setup.teacher, gamma=config.gamma, batch=config.batch,
-                          momentum=config.momentum, n=config.n, seed=config.seed)
+                          momentum=config.momentum, n=config.n, seed=config.seed, optimizer=config.optimizer,
+                          beta1=config.beta1, beta2=config.beta2, eps=config.eps)
     if hasattr(pred, "to_dict"):
         pred = pred.to_dict()
     return plain_data(pred)

@@ -23,6 +23,10 @@ whose trace gives exactly E[F - F*] = tr(H S) / 2 = gamma tr(P C) / (4b). Adam n
 v -> diag(C) / b, so P = diag(1 / (sqrt(C_ii / b) + eps)) and E[F - F*] = (gamma / 4b) sum_i
 C_ii / (sqrt(C_ii / b) + eps) -> (gamma / 4) sum_i sqrt(C_ii / b) for eps << sqrt(C_ii / b).
 
+`kd_exact` drops E20's expansion in the bias: theta_lam by Newton on the quadrature nodes, the exact
+F(theta_lam) - F* and tr C, tr H^-1 C at theta_lam (the cross terms grad F(theta_lam) . E[delta],
+O(lam gamma) and O(lam / n), are left out); `lambda_star_exact` minimises it over lam.
+
 E22 (b). A teacher-only temperature tau gives targets softmax(log p / tau), realizable by the linear
 student of a shared-covariance Gaussian mixture (at theta* / tau), so SGD converges to a floor
 E_x KL(p || softmax(log p / tau)) with no neighborhood.
@@ -135,6 +139,119 @@ def adam_neighborhood(C: np.ndarray, gamma: float, batch: int = 1, eps: float = 
     return float(gamma * np.sum(c / (np.sqrt(c / batch) + eps)) / (4 * batch))
 
 
+def adam_preconditioner(C: np.ndarray, batch: int = 1, eps: float = 1e-8) -> np.ndarray:
+    """E21: Adam's diagonal preconditioner near theta*, P_ii = 1 / (sqrt(C_ii / b) + eps) `[P]`
+    (param^2 per nat per unit gamma; v_hat -> E g^2 = diag(C) / b at theta*)."""
+    validation.positive("eps", eps)
+    c = np.clip(np.diag(np.asarray(C, dtype=np.float64)), 0.0, None)
+    return 1.0 / (np.sqrt(c / validation.positive_int("batch", batch)) + eps)
+
+
+def preconditioned_covariance(H: np.ndarray, C: np.ndarray, P: np.ndarray, gamma: float, batch: int = 1,
+                              null: np.ndarray | None = None) -> np.ndarray:
+    """E21: S `[P, P]` (param^2) solving P H S + S H P = gamma P C P / b for a diagonal P `[P]`, on the
+    range of H: with u = P^-1/2 delta it is E17' for M = P^1/2 H P^1/2 and C_u = P^1/2 C P^1/2."""
+    from scipy.linalg import orth
+
+    from . import stationary
+
+    half = np.sqrt(validation.finite_array("P", P, ndim=1))
+    M = half[:, None] * np.asarray(H) * half[None, :]
+    Cu = half[:, None] * np.asarray(C) * half[None, :]
+    Q = None
+    if null is not None and null.shape[1]:
+        from .constants import range_basis
+
+        Q = range_basis(len(half), orth(null / half[:, None]))  # P^-1/2 null(H) spans null(M)
+    U = stationary.lyapunov_covariance(M, Cu, gamma, batch, Q=Q)
+    return half[:, None] * U * half[None, :]
+
+
+def kd_rows(kd: KDNoise, lam: float, gamma: float, batch: int = 1, n: int | None = None) -> dict[str, float]:
+    """The E20 numbers of `bkd predict` for KD weight `lam` at (gamma, b) and, given n, finite n:
+    kd_sigma2 (grad^2 per sample), lambda_var, lambda_star, lambda_star_n (1), kd_bias_B (nat),
+    kd_excess_risk, kd_finite_n_excess_risk (nat)."""
+    out = {"kd_sigma2": kd.sigma2(lam), "lambda_var": kd.lambda_var, "kd_bias_B": kd.B,
+           "lambda_star": kd.lambda_star(gamma, batch), "kd_excess_risk": kd.neighborhood(lam, gamma, batch)}
+    if n is not None:
+        out.update(lambda_star_n=kd.lambda_star_n(n), kd_finite_n_excess_risk=kd.finite_n(lam, n))
+    return out
+
+
+@dataclass(frozen=True)
+class KDExact:
+    """E20 without its expansion in the bias, at one lam (nats; the SGD / finite-n cross terms
+    grad F(theta_lam) . E[theta - theta_lam], O(lam gamma) and O(lam / n), are not included).
+
+    Attributes:
+        bias: F(theta_lam) - F* at the population minimiser theta_lam of the KD objective (E20
+            expands it as lam^2 B / 2). trace_C, trace_HC: tr C_lam and tr H_lam^-1 C_lam at theta_lam
+            (the gradient second moment, so the part of the bias that varies with x is included).
+    """
+
+    bias: float
+    trace_C: float
+    trace_HC: float
+
+    def neighborhood(self, gamma: float, batch: int = 1) -> float:
+        return self.bias + gamma * self.trace_C / (4 * batch)
+
+    def finite_n(self, n: int) -> float:
+        return self.bias + self.trace_HC / (2 * n)
+
+
+def _jacobian(student: "Student", theta: Any, x: Any, K: int) -> Any:
+    """J `[N, K, P]` = d log q_k / d theta at theta, from the student's per-sample gradients: the
+    gradient of CE(t, q) is -J^T t for targets summing to 1, so J_k = -grad CE(e_k, q)."""
+    import torch
+
+    eye = torch.eye(K, dtype=x.dtype)
+    return torch.stack([-student.per_sample_grads(theta[None], x[None], eye[k].expand(len(x), K)[None])[0]
+                        for k in range(K)], dim=1)
+
+
+def kd_exact(task: "Task", student: "Student", teacher: Any, lam: float, nodes: Nodes, newton_steps: int = 12) -> KDExact:
+    """`KDExact` of Mixture(lam, teacher) on exact nodes for a student whose Hessian is target-free
+    (linear softmax: H = E J^T diag(q) J): theta_lam by Newton on the weighted nodes from theta*,
+    then the bias and the traces at theta_lam."""
+    import torch
+
+    if not nodes.exact or student.feature_model() is None:
+        raise ValueError("kd_exact needs exact points and a student with a feature model (linear softmax)")
+    db, cov = predictions.teacher_moments(Mixture(lam, parse_teacher(teacher)), nodes)
+    x, w = torch.from_numpy(nodes.x), torch.from_numpy(nodes.w)
+    p, tbar, cov_t = torch.from_numpy(nodes.p), torch.from_numpy(nodes.p + db), torch.from_numpy(cov)
+    K = p.shape[1]
+    th = student.optimum(task).to(torch.float64).clone()
+    for _ in range(newton_steps + 1):
+        J, q = _jacobian(student, th, x, K), student.log_probs(th[None], x[None])[0].exp()
+        H = torch.einsum("n,nk,nkp,nkq->pq", w, q, J, J)
+        g = -torch.einsum("n,nk,nkp->p", w, tbar, J)
+        step = torch.linalg.pinv(H, hermitian=True) @ g
+        if float(step.norm()) < 1e-12 * max(1.0, float(th.norm())):
+            break
+        th = th - step
+    lq = student.log_probs(th[None], x[None])[0]
+    bias = float((w * (p * (torch.log(p.clamp_min(1e-300)) - lq)).sum(1)).sum())
+    mean_g = -torch.einsum("nk,nkp->np", tbar, J)  # E[g | x] at theta_lam; its spread over x adds to C
+    C = torch.einsum("n,nkp,nkl,nlq->pq", w, J, cov_t, J) + torch.einsum("n,np,nq->pq", w, mean_g, mean_g)
+    return KDExact(bias, float(torch.trace(C)), float(torch.trace(torch.linalg.pinv(H, hermitian=True) @ C)))
+
+
+def lambda_star_exact(task: "Task", student: "Student", teacher: Any, nodes: Nodes, *, gamma: float | None = None,
+                      batch: int = 1, n: int | None = None) -> float:
+    """The lam in [0, 1] minimising `KDExact.neighborhood(gamma, batch)` (or `.finite_n(n)` when n is
+    given): E20's best lam without the expansion in the bias (bounded scalar search, xatol 1e-4)."""
+    from scipy.optimize import minimize_scalar
+
+    if (gamma is None) == (n is None):
+        raise ValueError("give exactly one of gamma (stationary) and n (finite n)")
+    f = (lambda e: e.finite_n(n)) if n is not None else (lambda e: e.neighborhood(gamma, batch))  # noqa: E731
+    res = minimize_scalar(lambda lam: f(kd_exact(task, student, teacher, lam, nodes)), bounds=(0.0, 1.0),
+                          method="bounded", options={"xatol": 1e-4})
+    return float(res.x)
+
+
 def temperature_floor(task: "Task", tau: float, nodes: Nodes) -> Estimate:
     """E22 (b): E_x KL(p || softmax(log p / tau)) (nats) on the nodes (exact points only)."""
     tau = validation.positive("tau", tau)
@@ -150,4 +267,5 @@ def temperature_floor(task: "Task", tau: float, nodes: Nodes) -> Estimate:
     return Estimate(float(nodes.mean(kl)), 0.0, method)
 
 
-__all__ = ["KDNoise", "adam_neighborhood", "kd_noise", "preconditioned_neighborhood", "temperature_floor"]
+__all__ = ["KDExact", "KDNoise", "adam_neighborhood", "kd_exact", "lambda_star_exact", "adam_preconditioner", "kd_noise", "kd_rows", "preconditioned_covariance",
+           "preconditioned_neighborhood", "temperature_floor"]

@@ -6,7 +6,11 @@ sigma_T^2 and tr C_T (E4, E5, general route, with the closed form E6-E11 beside 
 exists), H at theta* (mu, L, kappa on the range of H), F* = H(Y|X), calL (E12 on a stated training
 set), the admissible step sizes of T1-T4 and the T3/T4 neighborhoods, the sharp predictions E17
 and E17' (and the next-order correction), nu_c (E10), E18 when n is given and, on request, the E19
-Lyapunov threshold. Expectations over x are taken by `integrate.integrator`: quadrature on
+Lyapunov threshold. The distillation protocol (DESIGN 2.10): with `optimizer="adam"` the
+neighborhood rows are E21 (`distillation.adam_neighborhood`, `preconditioned_covariance`); for the
+KD objective with weight `lam` the E20 rows (kd_sigma2 with the label cross term, lambda_var,
+lambda_star, lambda_star_n, the bias B = m^T H^+ m, kd_excess_risk) come from `distillation.kd_noise`
+of the base teacher; a teacher-side temperature teacher reports its E22 (b) floor. Expectations over x are taken by `integrate.integrator`: quadrature on
 Gaussian-mixture tasks, Monte Carlo sized for a relative SE of 1e-3 elsewhere; every number comes
 from one function of the nodes, so its error bar (`Estimate.se`) is the same machinery's
 (quadrature: the change from a coarser rule; Monte Carlo: batch means). `Prediction.to_dict()` is
@@ -26,7 +30,7 @@ from synthetic.base import Estimate
 
 from .. import teachers as teachers_mod
 from ..verdicts import Equal, Outcome
-from . import bounds, constants, integrate, lyapunov, predictions, stationary
+from . import bounds, constants, distillation, integrate, lyapunov, predictions, stationary
 from .integrate import Integrator, Nodes
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +55,9 @@ ROWS = (
     ("neighborhood_dist2_corrected", "param^2", "E17' next order"), ("gamma_mean_square", "step size", "E17' next order"),
     ("critical_noise", "target variance nu", "E10"), ("finite_n_excess_risk", "nat", "E18"),
     ("finite_n_dist2", "param^2", "E18"), ("gamma_lyapunov", "step size", "E19"),
+    ("kd_sigma2", "grad^2 per sample", "E20"), ("lambda_var", "1", "E20"), ("lambda_star", "1", "E20"),
+    ("lambda_star_n", "1", "E20"), ("kd_bias_B", "nat", "E20"), ("kd_excess_risk", "nat", "E20"),
+    ("kd_finite_n_excess_risk", "nat", "E20"), ("excess_risk_floor", "nat", "E22 (b)"),
 )
 QUANTITIES = tuple(k for k, _, _ in ROWS)
 
@@ -74,7 +81,7 @@ class Prediction:
         if name in QUANTITIES:
             return self.values.get(name)
         if name in ("task", "student", "teacher", "gauge", "num_params", "gamma", "batch", "momentum", "n", "seed",
-                    "null_dim", "calL_n"):
+                    "null_dim", "calL_n", "optimizer", "beta1", "beta2", "eps", "lam"):
             return self.config.get(name)
         raise AttributeError(name)
 
@@ -102,10 +109,16 @@ class _Context:
     dense: bool
     null: np.ndarray
     calL: float
+    optimizer: str = "sgd"
+    eps: float = 1e-8
 
     @property
     def g_eff(self) -> float:  # heavy-ball momentum: gamma / (1 - beta) to first order
         return self.gamma / (1.0 - self.momentum)
+
+    @property
+    def adam(self) -> bool:
+        return self.optimizer == "adam"
 
 
 def _moments(nodes: Nodes, ctx: _Context) -> dict[str, Any]:
@@ -134,13 +147,20 @@ def _derived(m: dict[str, Any], ctx: _Context) -> dict[str, float]:
     """The predictions as functions of the moments (DESIGN 2.5-2.8)."""
     out = {k: float(m[k]) for k in ("sigma2", "kappa_t", "F_star", "sigma2_closed_form") if k in m}
     out["critical_noise"] = float(m["label"] / m["identity"])  # E10
-    out["neighborhood_excess_risk"] = stationary.neighborhood_excess_risk(out["sigma2"], ctx.gamma, ctx.batch, ctx.momentum)
+    if not ctx.adam:  # E17 needs sigma^2 only; E21 (Adam) needs diag C
+        out["neighborhood_excess_risk"] = stationary.neighborhood_excess_risk(out["sigma2"], ctx.gamma, ctx.batch, ctx.momentum)
     if "H" not in m:
         return out
     H, C = m["H"], m["C"]
     curv = constants.curvature(H, ctx.null)
     out.update(trace_C=float(np.trace(C)), H_eig_min=curv.mu, H_eig_max=curv.L, kappa=curv.kappa)
-    out["neighborhood_dist2"] = float(np.trace(stationary.lyapunov_covariance(H, C, ctx.g_eff, ctx.batch, Q=curv.basis)))
+    if ctx.adam:  # E21: P = diag(1 / (sqrt(C_ii / b) + eps))
+        pre = distillation.adam_preconditioner(C, ctx.batch, ctx.eps)
+        out["neighborhood_excess_risk"] = distillation.adam_neighborhood(C, ctx.gamma, ctx.batch, ctx.eps)
+        S = distillation.preconditioned_covariance(H, C, pre, ctx.gamma, ctx.batch, null=ctx.null)
+    else:
+        S = stationary.lyapunov_covariance(H, C, ctx.g_eff, ctx.batch, Q=curv.basis)
+    out["neighborhood_dist2"] = float(np.trace(S))
     if ctx.n is not None:
         out["finite_n_dist2"], out["finite_n_excess_risk"] = stationary.finite_n(H, C, ctx.n, Q=curv.basis)
     out.update(_bounds(out, ctx))
@@ -199,16 +219,69 @@ def _correction(integ: Integrator, ctx: _Context, H: np.ndarray, C: np.ndarray, 
     return {k: Estimate(float(v), float(e), integ.method) for k, v, e in zip(keys, value, err) if np.isfinite(v)}
 
 
+def _check_optimizer(optimizer: str, momentum: float, beta1: float, beta2: float, eps: float) -> str:
+    """The optimizer's name, lower case; ValueError naming a bad hyperparameter and its range."""
+    from ..engine.optim import OPTIMIZERS
+
+    name = str(optimizer).lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS.names())}, got {optimizer!r}")
+    for key, value in (("momentum", momentum), ("beta1", beta1), ("beta2", beta2)):
+        validation.in_interval(key, value, 0.0, 1.0, upper_open=True)
+    validation.positive("eps", eps)
+    if name != "sgd" and momentum:
+        raise ValueError(f"momentum is heavy-ball SGD's; with optimizer={name!r} use beta1 (got momentum={momentum!r})")
+    return name
+
+
+def _kd_parts(teacher: Any, lam: float) -> tuple[Any, float]:
+    """(base teacher, KD weight) of the objective: `teacher` with weight `lam`, or a `Mixture` at lam = 1."""
+    lam = validation.in_interval("lam", lam, 0.0, 1.0)
+    if lam >= 1.0 and isinstance(teacher, teachers_mod.Mixture):
+        return teacher.base, teacher.lam
+    return teacher, lam
+
+
+def _kd(integ: Integrator, ctx: _Context, base: Any, lam: float, notes: list[str]) -> dict[str, Estimate]:
+    """The E20 numbers (`distillation.kd_rows`) and, for a temperature teacher at lam = 1, the E22 (b) floor."""
+    out: dict[str, Estimate] = {}
+    if isinstance(base, teachers_mod.Temperature) and lam >= 1.0:
+        out["excess_risk_floor"] = distillation.temperature_floor(ctx.task, base.tau, integ.nodes)
+        if ctx.student.feature_model() is None:
+            notes.append("excess_risk_floor is E_x KL(p || p^(tau)), the floor when the student realizes p^(tau)")
+    if not ctx.dense or integ.chunks is not None:
+        return out
+    def fn(nodes: Nodes) -> np.ndarray:
+        kd = distillation.kd_noise(ctx.task, ctx.student, base, nodes)
+        return np.array(list(distillation.kd_rows(kd, lam, ctx.g_eff, ctx.batch, ctx.n).values()))
+
+    kd = distillation.kd_noise(ctx.task, ctx.student, base, integ.nodes)
+    rows = distillation.kd_rows(kd, lam, ctx.g_eff, ctx.batch, ctx.n)
+    err = integ.error(fn, np.array(list(rows.values())))
+    out.update({k: Estimate(float(v), float(e), f"E20 on {integ.method}") for (k, v), e in zip(rows.items(), err)})
+    if ctx.adam:  # E20's stationary terms are SGD's gamma sigma^2 / (4b)
+        for key in ("lambda_star", "kd_excess_risk"):
+            out.pop(key)
+        notes.append("lambda_star, kd_excess_risk: E20 is for SGD (Adam's noise term is not quadratic in lam)")
+    return out
+
+
 def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, batch: int = 1, momentum: float = 0.0,
             n: int | None = None, n_mc: int | None = None, seed: int = 0, calL_n: int | None = None,
-            correction: bool | str = "auto", lyapunov_threshold: bool = False, method: str = "auto") -> Prediction:
+            correction: bool | str = "auto", lyapunov_threshold: bool = False, method: str = "auto",
+            optimizer: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+            lam: float = 1.0) -> Prediction:
     """All theory numbers for one configuration (see the module docstring).
 
     Args:
         task, student: a realizable pair (ValueError otherwise). Use a float64 student.
-        teacher: a `Teacher` or a spec string.
+        teacher: a `Teacher` or a spec string; with `lam` < 1 the objective is `Mixture(lam, teacher)`
+            (E20; a `Mixture` given at lam = 1 is split into its base and weight for the E20 rows).
         gamma, batch, momentum: SGD hyperparameters (momentum: E17/E17' use gamma / (1 - beta),
             a first-order rule).
+        optimizer, beta1, beta2, eps: the update rule ("sgd" or "adam"); with Adam,
+            neighborhood_excess_risk and neighborhood_dist2 are E21 (beta1, beta2 do not enter to
+            first order) and the SGD-only rows (next-order correction, E19) are left out.
         n: training-set size: enables E18 and sets the calL training set.
         n_mc: Monte Carlo inputs (default: sized for a relative SE of 1e-3 on sigma^2), used where
             quadrature does not apply. seed: seed of every draw. method: "auto", "quadrature", "monte-carlo".
@@ -217,20 +290,25 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
             a feature model and rank(H) <= 64).
         lyapunov_threshold: also estimate the E19 threshold (a few seconds to a minute).
     """
-    teacher = teachers_mod.parse_teacher(teacher)
+    base, lam = _kd_parts(teachers_mod.parse_teacher(teacher), lam)
+    teacher = teachers_mod.with_lam(base, lam)
     gamma, batch = validation.positive("gamma", gamma), validation.positive_int("batch", batch)
-    if not 0.0 <= validation.in_interval("momentum", momentum, 0.0, 1.0) < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    optimizer = _check_optimizer(optimizer, momentum, beta1, beta2, eps)
     n = None if n is None else validation.positive_int("n", n, minimum=2)
     notes = _notes(student, teacher, momentum)
+    if optimizer == "adam":
+        notes.append("adam: E21 (P = diag(1 / (sqrt(C_ii / b) + eps))); T1-T4 and the next-order rows are SGD's")
+        correction, lyapunov_threshold = False, False
     P, fm = student.num_params, student.feature_model()
     pilot = lambda nodes: predictions.model(task, student, nodes).traces(predictions.noise_matrices(teacher, nodes)[1])  # noqa: E731
     integ = integrate.integrator(task, student, teacher, n_mc=n_mc, seed=seed, method=method, pilot=pilot)
     null = constants.null_basis(student)
     kappa_t = float(integ.mean(lambda nodes: predictions.target_sum_sq(task, teacher, at=nodes)))  # scales calL (E12)
     calL, calL_n_used = _calL(task, student, teacher, n or calL_n, batch, kappa_t, seed, notes)
-    ctx = _Context(task, student, teacher, gamma, batch, momentum, n, P <= MAX_DENSE_PARAMS, null, calL.value)
+    ctx = _Context(task, student, teacher, gamma, batch, momentum, n, P <= MAX_DENSE_PARAMS, null, calL.value,
+                   optimizer, float(eps))
     values, H, C = _estimates(integ, ctx)
+    values.update(_kd(integ, ctx, base, lam, notes))
     rse = values["sigma2"].se / abs(values["sigma2"].value) if values["sigma2"].value else 0.0
     if integ.kind == "monte carlo" and rse > integrate.TARGET_RSE:
         notes.append(f"sigma2 has a relative SE of {rse:.1e}, above the target {integrate.TARGET_RSE:g} at {integ.size} "
@@ -245,7 +323,8 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
                                                              batch=batch, seed=seed).gamma
     config = {"task": str(getattr(task, "name", type(task).__name__)), "student": student.spec, "teacher": teacher.spec,
               "gauge": None if fm is None else ("full" if fm.rows == task.num_classes else "pinned"), "num_params": P,
-              "gamma": gamma, "batch": batch, "momentum": momentum, "n": n, "seed": seed, "calL_n": calL_n_used,
+              "gamma": gamma, "batch": batch, "momentum": momentum, "optimizer": optimizer, "beta1": float(beta1),
+              "beta2": float(beta2), "eps": float(eps), "lam": lam, "n": n, "seed": seed, "calL_n": calL_n_used,
               "null_dim": None if H is None else constants.curvature(H, null).null_dim}
     return Prediction(config, values, integ.method, calL.method, tuple(notes + _range_notes(values, gamma)), H, C)
 
@@ -283,7 +362,7 @@ def _check_run_matches(config: dict[str, Any], pred: Prediction) -> None:
     for key in ("gamma", "batch", "momentum"):
         if key in config and not math.isclose(float(config[key]), float(pred.config[key]), rel_tol=1e-12, abs_tol=0.0):
             raise differ(key, config[key], pred.config[key])
-    for key in ("task", "student", "gauge"):
+    for key in ("task", "student", "gauge", "optimizer"):
         want = pred.config.get(key)
         if want is not None and key in config and str(config[key]) != str(want):
             raise differ(key, config[key], want)
