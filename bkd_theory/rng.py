@@ -29,6 +29,7 @@ KEYS: dict[str, tuple[int, ...]] = {
     "teacher.quality": (2, 32),       # the evaluation sample of teacher reports (0) and its bootstrap (1)
     "teacher.laplace_draws": (2, 33), # fixed last-layer weight draws of a Monte Carlo Laplace predictive
     "teacher.clipped_design": (2, 34),  # the fixed scrambled Sobol design of the clipped law's moments
+    "teacher.posterior_draws": (2, 35),  # posterior draws of trained teachers: VI's fixed predictive (1), E24 moments (2)
     "theory.inputs": (2, 50),         # Monte Carlo inputs of the theory (key 0: moments, 1: oracle, 2: ball, ...)
     "theory.targets": (2, 51),        # Monte Carlo targets of the theory
     "theory.ball": (2, 52),           # points around theta* (local constants, empirical calL)

@@ -145,20 +145,88 @@ def trained_kind(spec: Any) -> str | None:
     return spec.split(":", 1)[1] if isinstance(spec, str) and spec.startswith("trained:") else None
 
 
+#: optional keys of a trained teacher (DESIGN 2.10); all absent = the out-of-sample fit of `fitted`.
+#: fit_mode: "in-sample", "cross-fitted" or "out-of-sample"; folds: k of cross-fitting (default 5);
+#: teacher_widths: its hidden widths (default 2 x 128); teacher_kwargs: more arguments of its kind's
+#: fit function (e.g. {"structure": "kron"}, {"prior_sigma": 0.5}); teacher_draws: S posterior draws
+#: per visit (E24, `teachers.pervisit.PerVisit`; absent = the fixed predictive p~(x))
+FIT_OPTIONS = ("fit_mode", "folds", "teacher_widths", "teacher_kwargs", "teacher_draws")
+#: the run keys an in-sample or cross-fitted teacher reads: the chains' training sets
+FIT_SAMPLE_KEYS = ("regime", "n", "seed", "chains", "first_chain")
+
+
 def fit_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The keys of `cfg` that determine its trained teachers (`FIT_KEYS`)."""
+    """The keys of `cfg` that determine its trained teachers (`FIT_KEYS`, the `FIT_OPTIONS` given
+    and, in-sample or cross-fitted, `FIT_SAMPLE_KEYS` with the run's defaults)."""
+    from ..engine import RunConfig
+
     missing = [k for k in FIT_KEYS if k not in cfg]
     if missing:
         raise ValueError(f"a trained teacher needs the configuration keys {missing}")
-    return {k: cfg[k] for k in FIT_KEYS}
+    out = {k: cfg[k] for k in (*FIT_KEYS, *FIT_OPTIONS) if k in cfg}
+    if cfg.get("fit_mode", "out-of-sample") != "out-of-sample":
+        default = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+        out.update({k: str(v) if k == "regime" else v for k in FIT_SAMPLE_KEYS for v in [cfg.get(k, default[k])]})
+    return out
 
 
 def fitted(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The trained teachers (`TRAINED`: 2 x 128 ReLU MLPs by Adam, `teacher_epochs` epochs on
     `teacher_n` labelled points of their own sample; an ensemble of `members` (member 0 = the
     deterministic net), MC dropout `p_drop` with `passes` masks, last-layer Laplace on the
-    deterministic net, probit predictive), memoised on `fit_config`."""
-    return _fitted(fit_config(cfg))
+    deterministic net, probit predictive), memoised on `fit_config`; with `FIT_OPTIONS`, those of
+    `trained_teacher`."""
+    fc = fit_config(cfg)
+    if any(k in fc for k in FIT_OPTIONS):
+        return {k: trained_teacher(cfg, k) for k in TRAINED}
+    return _fitted(fc)
+
+
+def trained_teacher(cfg: Mapping[str, Any], kind: str) -> Any:
+    """The teacher of "trained:<kind>" (any registered kind, `teachers.trained.KINDS`): `fitted(cfg)[kind]`
+    without `FIT_OPTIONS`; else fitted in `fit_mode` (`teachers.fitting`; in-sample and cross-fitted
+    per chain, on the chains' own training sets), sampled per visit with `teacher_draws`."""
+    fc = fit_config(cfg)
+    if kind in TRAINED and not any(k in fc for k in FIT_OPTIONS):
+        return _fitted(fc)[kind]
+    return _trained_teacher({**fc, "kind": kind})
+
+
+@memo
+def _trained_teacher(cfg: Mapping[str, Any]) -> Any:
+    import synthetic
+    from synthetic import validation
+
+    from ..teachers import fitting, fitbase, pervisit
+
+    task = synthetic.make_task(cfg["task"], standardize=bool(cfg["standardize"]))
+    extra = cfg.get("teacher_kwargs", {})
+    if not isinstance(extra, dict):
+        raise ValueError(f"teacher_kwargs must be a dict of fitting arguments, got {extra!r}")
+    kw = {"num_classes": task.num_classes, "epochs": int(cfg["teacher_epochs"]), "seed": int(cfg["teacher_seed"]),
+          **({"widths": tuple(cfg["teacher_widths"])} if "teacher_widths" in cfg else {}),
+          **{"ensemble": {"members": int(cfg["members"])}, "mc_dropout": {"p_drop": float(cfg["p_drop"]),
+             "passes": int(cfg["passes"])}}.get(cfg["kind"], {}), **extra}
+    mode = fitting.FitMode.coerce(cfg.get("fit_mode", "out-of-sample"), "fit_mode").value
+    if mode == "out-of-sample":
+        own = task.sample(int(cfg["teacher_n"]), rng_mod.stream(int(cfg["teacher_seed"]), "claims", TEACHER_SAMPLE))
+        teacher = fitting.fit_teacher(cfg["kind"], *own, **kw)
+    else:
+        if cfg["regime"] != "finite" or cfg["n"] is None:
+            raise ValueError(f"fit_mode {mode!r} needs regime 'finite' with a training-set size n, got "
+                             f"regime {cfg['regime']!r}, n = {cfg['n']!r}")
+        first = int(cfg["first_chain"])
+        sets = [task.sample(int(cfg["n"]), rng_mod.chain_streams(int(cfg["seed"]), r).data)
+                for r in range(first, first + int(cfg["chains"]))]
+        teacher = fitting.fit_chains(cfg["kind"], mode, sets, folds=int(cfg.get("folds", 5)), **kw)
+    fitbase.check_task(teacher, task)
+    if cfg.get("teacher_draws") is None:
+        return teacher
+    if not teacher.posterior_draws:
+        raise ValueError(f"teacher_draws needs a teacher with posterior draws (ensemble, mc_dropout, laplace, vi), "
+                         f"got kind {cfg['kind']!r}")
+    return pervisit.PerVisit(teacher, validation.positive_int("teacher_draws", cfg["teacher_draws"]),
+                             seed=int(cfg["teacher_seed"]))
 
 
 @memo
@@ -204,7 +272,7 @@ def _run(cfg: Mapping[str, Any]) -> Any:
 
     fields = run_fields(cfg)
     kind = trained_kind(fields.pop("teacher"))
-    teacher = cfg["teacher"] if kind is None else fitted(cfg)[kind]
+    teacher = cfg["teacher"] if kind is None else trained_teacher(cfg, kind)
     when = Every(int(fields["eval_every"]), last=int(fields["steps"]))
     return run_loop(teacher=teacher, instruments=[INSTRUMENTS.get(n).obj(when) for n in cfg["instruments"]], **fields)
 

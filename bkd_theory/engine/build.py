@@ -17,6 +17,7 @@ from synthetic.standardize import Standardized
 from ..students import Student, build_student
 from ..students.base import dtype_name
 from ..teachers import Teacher, parse_teacher, with_lam
+from ..teachers.fitbase import check_task
 from .config import RunConfig
 from .optim import UpdateRule, build_optimizer
 
@@ -97,5 +98,5 @@ def build(config: RunConfig | Task | None = None, student: Student | str | None 
     if (student_obj.num_classes, student_obj.dim) != (task.num_classes, task.dim):
         raise ValueError(f"student {student_obj.spec!r} has K={student_obj.num_classes}, d={student_obj.dim}; "
                          f"task {cfg.task!r} has K={task.num_classes}, d={task.dim}")
-    base = teacher_obj if teacher_obj is not None else parse_teacher(cfg.teacher)
+    base = check_task(teacher_obj if teacher_obj is not None else parse_teacher(cfg.teacher), task)
     return Setup(cfg, task, student_obj, with_lam(base, cfg.lam), base, build_optimizer(cfg))

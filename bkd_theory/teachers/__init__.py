@@ -7,8 +7,9 @@
 - Composites (`composite`): `Mixture` (the KD objective, E20), `MC` (S teacher samples, E9) and
   `with_lam`, the one place where a run's lam wraps a teacher.
 - `FunctionTeacher(fn)` (`function`): any fixed function p~(x) is a teacher; trained networks
-  (`trained`: deterministic, ensemble, MC dropout, Laplace) are function teachers, measured against
-  the true p by `quality`.
+  (`trained`: deterministic, Brier, temperature-scaled, ensemble, MC dropout, Laplace, VI `vi`) are
+  function teachers, measured against the true p by `quality`, fitted in-sample, cross-fitted or
+  out-of-sample by `fitting`, and sampled per visit by `pervisit` (E24).
 - `TargetSource` (`sources`): fresh or frozen targets of a finite training set.
 
 Specs nest ("mc:4:dirichlet:5", "mixture:0.3:mc:4:dirichlet:0.5"); `str(teacher)` is its spec and

@@ -102,7 +102,7 @@ class StackedMLP:
 
 def train_mlp(x: torch.Tensor, y: torch.Tensor, K: int, *, widths: tuple[int, ...], epochs: int, lr: float,
               weight_decay: float, batch_size: int, p_drop: float, gens: list[np.random.Generator],
-              tgens: list[torch.Generator]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+              tgens: list[torch.Generator], loss: str = "ce") -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Train M = len(gens) ReLU MLPs by Adam on the cross-entropy with labels y; return their layers.
 
     Member m draws its init (torch.nn.Linear's U(+-1/sqrt(fan_in))) and dropout masks from
@@ -111,7 +111,9 @@ def train_mlp(x: torch.Tensor, y: torch.Tensor, K: int, *, widths: tuple[int, ..
     Args:
         x: inputs `[n, d]` float64. y: labels `[n]` int64. K: number of classes.
         p_drop: dropout after every hidden layer during training (0 = none).
+        loss: "ce" (E1 with one-hot labels) or "brier" (the batch mean of ||softmax(f) - e_y||^2).
     """
+    validation.one_of("loss", loss, ("ce", "brier"))
     n, d = x.shape
     onehot = torch.nn.functional.one_hot(y, K).to(_F64)
     sizes = (d, *widths, K)
@@ -129,9 +131,12 @@ def train_mlp(x: torch.Tensor, y: torch.Tensor, K: int, *, widths: tuple[int, ..
             idx = perm[:, start:start + B]
             masks = dropout_masks(widths, (idx.shape[1],), p_drop, tgens) if p_drop > 0 else None
             log_q = torch.log_softmax(forward(layers, x[idx], masks), dim=-1)
-            loss = losses.batch_loss(onehot[idx], log_q).sum()  # sum over members of each member's mean
+            if loss == "ce":
+                total = losses.batch_loss(onehot[idx], log_q).sum()  # sum over members of each member's mean
+            else:
+                total = ((log_q.exp() - onehot[idx]) ** 2).sum(dim=-1).mean(dim=-1).sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total.backward()
             opt.step()
     return [(W.detach(), b.detach()) for W, b in layers]
 
@@ -270,6 +275,7 @@ class LastLayerPosterior:
         tuned: whether delta was chosen by the marginal likelihood.
         bounds: the search range for delta.
         nll: summed training cross-entropy at theta_MAP. eigvals: GGN eigenvalues `[P]` (numpy).
+        eigvecs: the GGN's eigenvectors `[P, P]`. structure: "full", "kron" or "diag" (`ggn_eigen`).
     """
 
     mean: torch.Tensor
@@ -280,6 +286,17 @@ class LastLayerPosterior:
     bounds: tuple[float, float]
     nll: float
     eigvals: np.ndarray
+    eigvecs: torch.Tensor | None = None
+    structure: str = "full"
+
+    def at(self, delta: float, *, tuned: bool = False) -> LastLayerPosterior:
+        """The posterior with prior precision `delta` (same MAP and GGN): cov = V diag(1/(lambda + delta)) V^T."""
+        delta = validation.positive("prior_precision", delta)
+        vec = self.eigvecs
+        cov = (vec / (torch.as_tensor(self.eigvals) + delta)) @ vec.T
+        lml = float(self.log_evidence(delta))
+        return LastLayerPosterior(self.mean, 0.5 * (cov + cov.T), delta, lml, tuned, self.bounds, self.nll,
+                                  self.eigvals, vec, self.structure)
 
     def log_evidence(self, delta: float | np.ndarray) -> np.ndarray:
         """log p(D | delta) for other prior precisions (same MAP and GGN)."""
@@ -296,11 +313,28 @@ class LastLayerPosterior:
                            for ph in phit.split(chunk)]) if phit.shape[0] else phit.new_zeros(0, K, K)
         return f_mu, f_var
 
+    def logit_variance_path(self, phit: torch.Tensor, deltas: np.ndarray) -> list[torch.Tensor]:
+        """J Sigma(delta) J^T `[N, K, K]` at features `phit` for each prior precision in `deltas`, from
+        the GGN's eigenpairs: Sigma(delta) = V diag(1/(lambda + delta)) V^T (no P x P product per delta)."""
+        width = phit.shape[1]
+        A = torch.einsum("nh,khj->nkj", phit, self.eigvecs.reshape(self.mean.shape[0] // width, width, -1))
+        lam = torch.as_tensor(self.eigvals)
+        return [torch.einsum("nkj,nlj->nkl", A / (lam + float(d)), A) for d in deltas]
+
     def log_proba(self, phit: torch.Tensor, weight_samples: torch.Tensor | None = None) -> torch.Tensor:
         """Predictive log p~ `[N, K]`: probit (`probit_log_proba`), or MC over `weight_samples` `[S, P]`."""
         if weight_samples is not None:
             return mc_log_proba(weight_samples, phit)
         return probit_log_proba(*self.logit_moments(phit))
+
+    def sample_logits(self, phit: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+        """Return `count` independent draws per row of the logits f = Wt phit, theta ~ N(mean, cov),
+        `[count, N, K]`: exact in law per row, f ~ N(f_mu, J Sigma J^T) (a fresh theta for each row)."""
+        f_mu, f_var = self.logit_moments(phit)
+        eig, vec = torch.linalg.eigh(0.5 * (f_var + f_var.transpose(-1, -2)))
+        root = vec * eig.clamp_min(0.0).sqrt()[:, None, :]                      # root root^T = f_var
+        z = torch.randn(count, *f_mu.shape, generator=generator, dtype=f_mu.dtype)
+        return f_mu + torch.einsum("nkl,snl->snk", root, z)
 
     def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
         """Return `count` draws of theta `[count, P]` (Cholesky of the covariance)."""
@@ -309,9 +343,34 @@ class LastLayerPosterior:
         return self.mean + z @ L.T
 
 
+STRUCTURES = ("full", "kron", "diag")
+
+
+def ggn_eigen(theta: torch.Tensor, phit: torch.Tensor, structure: str = "full") -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues `[P]` (clipped at 0) and eigenvectors `[P, P]` of the structured GGN.
+
+    "full": `ggn`. "kron" (K-FAC): sum_i Lambda_i (x) phit_i phit_i^T ~= (1/n sum_i Lambda_i) (x)
+    (sum_i phit_i phit_i^T), eigenpairs a_k g_h and q_k (x) u_h (the layout of theta, k major).
+    "diag": the GGN's diagonal sum_i Lambda_i,kk phit_ih^2, eigenvectors the unit basis.
+    """
+    validation.one_of("structure", structure, STRUCTURES)
+    width = phit.shape[1]
+    if structure == "full":
+        eig, vec = torch.linalg.eigh(ggn(theta, phit))
+        return eig.clamp_min(0.0), vec
+    q = torch.softmax(phit @ theta.reshape(-1, width).T, dim=-1)
+    if structure == "diag":
+        d = torch.einsum("nk,nh->kh", q * (1 - q), phit**2).reshape(-1)
+        return d.clamp_min(0.0), torch.eye(d.shape[0], dtype=d.dtype)
+    lam = (torch.diag_embed(q) - q[:, :, None] * q[:, None, :]).mean(dim=0)
+    a, qa = torch.linalg.eigh(lam)
+    g, qg = torch.linalg.eigh(phit.T @ phit)
+    return torch.outer(a.clamp_min(0.0), g.clamp_min(0.0)).reshape(-1), torch.kron(qa, qg)
+
+
 def fit_posterior(theta_map: torch.Tensor, phit: torch.Tensor, y: torch.Tensor, *,
-                  prior_precision: float | None = None,
-                  bounds: tuple[float, float] = (1e-4, 1e4)) -> LastLayerPosterior:
+                  prior_precision: float | None = None, bounds: tuple[float, float] = (1e-4, 1e4),
+                  structure: str = "full") -> LastLayerPosterior:
     """Fit the last-layer Laplace posterior at theta_MAP `[P]` on training features `phit` `[n, H+1]`.
 
     Args:
@@ -320,10 +379,9 @@ def fit_posterior(theta_map: torch.Tensor, phit: torch.Tensor, y: torch.Tensor, 
         y: training labels `[n]` int64.
         prior_precision: delta; None tunes it by the marginal likelihood on `bounds`.
         bounds: search range for delta (used only when tuning).
+        structure: the GGN's structure, "full", "kron" or "diag" (`ggn_eigen`).
     """
-    G = ggn(theta_map, phit)
-    eig, vec = torch.linalg.eigh(G)
-    eig = eig.clamp_min(0.0)
+    eig, vec = ggn_eigen(theta_map, phit, structure)
     width = phit.shape[1]
     log_q = torch.log_softmax(phit @ theta_map.reshape(-1, width).T, dim=-1)
     nll = float(-log_q.gather(1, y[:, None]).sum())
@@ -333,10 +391,9 @@ def fit_posterior(theta_map: torch.Tensor, phit: torch.Tensor, y: torch.Tensor, 
         delta = tune_prior_precision(nll=nll, theta_norm2=norm2, eigvals=eig_np, bounds=bounds)
     else:
         delta = validation.positive("prior_precision", prior_precision)
-    cov = (vec / (eig + delta)) @ vec.T
-    cov = 0.5 * (cov + cov.T)
-    lml = float(log_marginal_likelihood(delta, nll=nll, theta_norm2=norm2, eigvals=eig_np))
-    return LastLayerPosterior(theta_map.clone(), cov, delta, lml, prior_precision is None, tuple(bounds), nll, eig_np)
+    post = LastLayerPosterior(theta_map.clone(), vec, delta, math.nan, prior_precision is None, tuple(bounds), nll,
+                              eig_np, vec, structure)
+    return post.at(delta, tuned=prior_precision is None)
 
 
 def probit_log_proba(f_mu: torch.Tensor, f_var: torch.Tensor, *, center: bool = True) -> torch.Tensor:
