@@ -42,6 +42,10 @@ NEEDS: Registry = Registry("instrument need")
 register_need = NEEDS
 #: cap on chains x eval points x (d + 1) per chunk when evaluating the student on the eval set
 EVAL_CHUNK_ELEMENTS = 2_000_000
+#: blocks of the evaluation: at most EVAL_POINTS points and EVAL_ROWS (chain, point) pairs per call, so
+#: a network's hidden activations stay in cache (a block's rows are independent, so results do not
+#: depend on the blocking: tested bit for bit)
+EVAL_POINTS, EVAL_ROWS = 256, 4096
 
 
 @dataclass(frozen=True)
@@ -114,16 +118,19 @@ def _size(param: str | None, name: str) -> int:
 
 @register_need("eval_log_q")
 def eval_log_q(ctx: "StepContext", param: str | None = None) -> torch.Tensor:
-    """Student log-probabilities on the evaluation inputs `[R, N, K]`, computed in chunks of chains
-    so that per-chain copies of the inputs stay within `EVAL_CHUNK_ELEMENTS` elements."""
+    """Student log-probabilities on the evaluation inputs `[R, N, K]`, computed in blocks of at most
+    `EVAL_POINTS` points and `EVAL_ROWS` (chain, point) pairs (`EVAL_CHUNK_ELEMENTS` input elements)."""
     chains = ctx.theta.shape[0]
     n, d = ctx.eval_set.x.shape
-    step = max(1, EVAL_CHUNK_ELEMENTS // max(1, n * (d + 1)))
-    parts = []
+    pts = min(n, EVAL_POINTS)
+    step = max(1, min(EVAL_ROWS // pts, EVAL_CHUNK_ELEMENTS // (pts * (d + 1))))
+    rows = []
     for lo in range(0, chains, step):
         theta = ctx.theta[lo:lo + step]
-        parts.append(ctx.student.log_probs(theta, ctx.eval_set.x.expand(theta.shape[0], n, d)))
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+        block = [ctx.student.log_probs(theta, ctx.eval_set.x[i:i + pts].expand(theta.shape[0], -1, d))
+                 for i in range(0, n, pts)]
+        rows.append(block[0] if len(block) == 1 else torch.cat(block, dim=1))
+    return rows[0] if len(rows) == 1 else torch.cat(rows)
 
 
 @register_need("probe")

@@ -1,9 +1,10 @@
 """The MLP student: a fully connected network, the fast specialisation of `ModuleStudent`.
 
-Per-sample gradients, the probability Jacobian and the Hessian come from `torch.func`
+The SGD hot path (`batch_grad`, `sgd_step`) and the per-sample gradients are one hand-written
+backward pass over the stacked chains (per-sample gradients as outer products of the layers'
+deltas and inputs); the probability Jacobian and the Hessian come from `torch.func`
 (`functional_call`, `grad`, `vmap` over samples and over the chain axis of the flat parameters,
-unflattened inside). The SGD hot path (`batch_grad`, `sgd_step`) is a hand-written backward pass
-over the stacked chains, checked against the `torch.func` path, against `ModuleStudent` on the same
+unflattened inside). Checked against the `torch.func` path, against `ModuleStudent` on the same
 weights and against tests/oracles.py.
 """
 from __future__ import annotations
@@ -161,8 +162,26 @@ class MLP(Student):
         return torch.log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0], dim=-1)
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Per-sample gradients by `torch.func`: `vmap` over chains of `vmap` over samples of `grad`
-        (of E1), or of the vector-Jacobian product with the logit residual (`KDTargets`, E22)."""
+        """Per-sample gradients `[R, B, P]` from one batched forward and backward pass (`_backprop`
+        with the per-sample deltas kept): dW_j = dz_j h_j^T and db_j = dz_j for each sample, for E1's
+        targets and for `KDTargets` (E22) alike. Equal to `per_sample_grads_func` to rounding."""
+        theta = self._t(theta)
+        R, B = theta.shape[0], x.shape[1]
+        out = theta.new_empty(R, B, theta.shape[1])
+        grads = self.layers(out.view(R * B, -1))
+
+        def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
+            gW, gb = grads[j]
+            torch.mul(dz.reshape(R * B, -1, 1), h.reshape(R * B, 1, -1), out=gW)
+            gb.copy_(dz.reshape(R * B, -1))
+
+        self._backprop(theta, x, t, float(B), emit)  # scale B undoes the minibatch mean: one sample's gradient
+        return out
+
+    def per_sample_grads_func(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample gradients by `torch.func` (the reference of `per_sample_grads`): `vmap` over chains
+        of `vmap` over samples of `grad` (of E1), or of the vector-Jacobian product with the logit
+        residual (`KDTargets`, E22)."""
         if isinstance(t, KDTargets):
             logits1 = lambda flat, xi: functional_call(self.module, self.unflatten(flat), (xi[None],))[0]  # noqa: E731
             return residual_grads(logits1, self._t(theta), self._t(x), t.to(self.dtype))
