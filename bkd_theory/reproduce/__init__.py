@@ -48,8 +48,9 @@ def make(fig_id: str, quick: bool, out: Path | str) -> tuple[list[Path], Result]
     """Measure, judge, draw and save one figure; return its paths and its `Result`."""
     fig = select([fig_id])[0]
     s = fig.settings(quick)
+    start = time.perf_counter()
     result = fig.measure(s)
-    return write(fig, result, s, Path(out), quick=quick), result
+    return write(fig, result, s, Path(out), quick=quick, seconds=time.perf_counter() - start), result
 
 
 def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = None) -> Path:
@@ -59,12 +60,21 @@ def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = No
     from `*.claims.csv`. `quick` is the mode of the run writing the index, named in its header."""
     from ..records import write_atomic
 
-    def mode(meta: Path) -> str:  # as recorded in the figure's own <ID>.json
+    def read(meta: Path) -> dict:  # the figure's own <ID>.json
         try:
-            flag = json.loads(meta.read_text()).get("quick")
-        except (OSError, ValueError, AttributeError):
-            return "unknown"
+            d = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return {}
+        return d if isinstance(d, dict) else {}
+
+    def mode(meta: Path) -> str:
+        flag = read(meta).get("quick")
         return "quick" if flag is True else "full" if flag is False else "unknown"
+
+    def seconds(fig_id: str) -> str:  # this run's time, else the one the figure recorded
+        secs = timings.get(fig_id) if timings else None
+        secs = read(out / f"{fig_id}.json").get("seconds") if secs is None else secs
+        return f" ({secs:.0f} s)" if isinstance(secs, (int, float)) else ""
 
     out = Path(out)
     lines = ["# Figures", "",
@@ -75,8 +85,7 @@ def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = No
     ids = [i for i in FIGURE_IDS if (out / f"{i}.png").exists()]
     shown = select(ids) if ids else []
     for fig in shown:
-        secs = f" ({timings[fig.id]:.0f} s)" if timings and fig.id in timings else ""
-        lines.append(f"| {fig.id}: {fig.title} | {mode(out / f'{fig.id}.json')} | {fig.summary}{secs} | "
+        lines.append(f"| {fig.id}: {fig.title} | {mode(out / f'{fig.id}.json')} | {fig.summary}{seconds(fig.id)} | "
                      f"{', '.join(fig.claims) or '-'} | "
                      f"[png]({fig.id}.png), [csv]({fig.id}.csv), [claims]({fig.id}.claims.csv) |")
     for fig in shown:

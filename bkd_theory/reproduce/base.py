@@ -106,7 +106,7 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool) -> list[Path]:
+def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool, seconds: float | None = None) -> list[Path]:
     """Save the figure's files into `out` (module docstring) and return their paths.
 
     Atomic per figure: every file is rendered in memory and written to a temporary name first, then
@@ -132,6 +132,7 @@ def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool) -> li
     for name, table in result.tables.items():
         files[f"{fig.id}.{name}.csv"] = table.to_csv(index=False).encode()
     meta = {"figure": fig.id, "title": fig.title, "quick": quick, "seed": fig.seed, "settings": s,
+            "seconds": None if seconds is None else round(float(seconds), 1),
             "versions": versions(), "notes": result.notes, "claims": [r.to_dict() for r in result.records]}
     files[f"{fig.id}.json"] = (json.dumps(_finite(meta), indent=1, default=str, allow_nan=False) + "\n").encode()
     written = replace_files(out, files)

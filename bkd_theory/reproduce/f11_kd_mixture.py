@@ -139,7 +139,7 @@ def _notes(records: list) -> list[str]:
             out.append(f"{r.claim.id}: {r.verdict.verdict} ({r.verdict.detail})")
             continue
         exact = r.predicted.info.get("lambda_star_exact_bias")
-        beside = "" if exact is None else f"; without E20's expansion in the bias {exact:.3f}"
-        out.append(f"{r.claim.id}: predicted {r.predicted.value:.3f}, measured {r.measured.value:.3f} +- "
-                   f"{r.measured.se:.3f} ({r.verdict.verdict}, z = {r.verdict.z:+.1f}){beside}.")
+        beside = "" if exact is None else f"; without E20's expansion in the bias {exact:.4g}"
+        out.append(f"{r.claim.id}: predicted {r.predicted.value:.4g}, measured {r.measured.value:.4g} +- "
+                   f"{r.measured.se:.2g} ({r.verdict.verdict}, z = {r.verdict.z:+.1f}){beside}.")
     return out
