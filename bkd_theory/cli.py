@@ -303,7 +303,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     pred = predict(setup.task, setup.student, setup.base_teacher, gamma=config.gamma, batch=config.batch,
                    momentum=config.momentum, n=config.n, seed=config.seed, n_mc=n_mc,
                    lyapunov_threshold=args.lyapunov, optimizer=config.optimizer, beta1=config.beta1,
-                   beta2=config.beta2, eps=config.eps, lam=config.lam)
+                   beta2=config.beta2, eps=config.eps, lam=config.lam, kd_temperature=config.kd_temperature)
     out = pred.to_dict()
     if config.schedule != "constant":
         out["notes"].append(f"schedule {config.schedule!r} ignored: the predictions are for a constant step size gamma")

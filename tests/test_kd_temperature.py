@@ -10,6 +10,8 @@ KD targets, chain independence, and bad input. Float64, fixed seeds.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,19 @@ def test_negative_targets_and_bad_temperatures_are_refused(capsys):
     assert cli.main(["run", "--kd-temperature", "3", "--teacher", "bcp", "--steps", "20", "--chains", "2",
                      "--eval-every", "10", "--json"]) == 0
     assert '"kd_temperature": 3.0' in capsys.readouterr().out
+
+
+def test_predict_reports_the_tempered_objective(capsys):
+    """`bkd predict --kd-temperature T` reports E22's rows, the same numbers as the claims' recipe:
+    exact BCPs with labels (lam = 1/2) have zero bias and a positive neighborhood."""
+    from bkd_theory import cli
+    from bkd_theory.claims import temperature as claims_t
+
+    code = cli.main(["predict", "--task", "triangle", "--teacher", "bcp", "--kd-temperature", "3", "--lam", "0.5",
+                     "--gamma", "0.05", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and abs(out["kd_T_bias"]) < 1e-12 and out["kd_T_excess_risk"] > 0
+    from bkd_theory import claims
+
+    ref = claims_t.tempered(claims.defaults("E22a-labels")[0].config, "neighborhood")
+    assert out["kd_T_excess_risk"] == pytest.approx(ref.value, rel=1e-9)

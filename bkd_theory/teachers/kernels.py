@@ -15,6 +15,7 @@ from scipy.special import logsumexp, ndtr, ndtri
 from scipy.stats import qmc
 
 from ..rng import stream
+from ..stats import mean_se
 
 
 def categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -149,6 +150,6 @@ def clipped_moments(
         cv = (b_r.mean(axis=1) + sigma_l) / prob[:, None, None] - shift[:, :, None] * shift[:, None, :]
         mean[lo : lo + chunk] = pc + shift
         cov[lo : lo + chunk] = 0.5 * (cv + np.swapaxes(cv, -1, -2))
-        se_mean[lo : lo + chunk] = shift_r.std(axis=1, ddof=1) / np.sqrt(reps)
-        se_cov[lo : lo + chunk] = cov_r.std(axis=1, ddof=1) / np.sqrt(reps)
+        se_mean[lo : lo + chunk] = mean_se(shift_r, axis=1)[1]
+        se_cov[lo : lo + chunk] = mean_se(cov_r, axis=1)[1]
     return mean, cov, se_mean, se_cov

@@ -15,7 +15,6 @@ given points (averaged over several component teachers, e.g. the folds of a cros
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from synthetic import validation
 from synthetic.base import Estimate
 
 from .. import rng as rng_mod
-from ..stats import Z, mean_se
+from ..stats import Z, estimate, mean_se
 
 __all__ = ["TeacherReport", "ece_against_truth", "fit_quality", "over_seeds", "paired_difference", "pointwise_metrics",
            "per_training_set", "quality_at", "reliability", "teacher_report", "calibration_side"]
@@ -121,8 +120,7 @@ def teacher_report(teacher: Any, task: Any, n: int, seed: int = 0, *, bins: int 
                   "brier_labels": ((m["probs"] - np.eye(log_p.shape[1])[y]) ** 2).sum(axis=1),
                   "accuracy": (m["argmax"] == y).astype(float),
                   "bayes_agreement": (m["argmax"] == m["bayes"]).astype(float), "confidence": m["confidence"]}
-    est = {k: Estimate(float(v.mean()), float(v.std(ddof=1) / math.sqrt(n)), f"mean over {n} fresh samples; "
-                       "se = std/sqrt(n)") for k, v in per_sample.items()}
+    est = {k: estimate(v, f"mean over {n} fresh samples; se = std/sqrt(n)") for k, v in per_sample.items()}
     boot = rng_mod.stream(seed, "teacher.quality", 1)
     eces = [ece_against_truth(m["confidence"][i], m["true_prob"][i], bins=bins)
             for i in (boot.integers(0, n, n) for _ in range(bootstrap))]
@@ -142,8 +140,7 @@ def paired_difference(a: Any, b: Any, task: Any, n: int, seed: int = 0, *, metri
     validation.one_of("metric", metric, ("kl", "l2", "brier"))
     x, _, log_p = _eval_sample(task, n, seed)
     diff = pointwise_metrics(a, x, log_p)[metric] - pointwise_metrics(b, x, log_p)[metric]
-    return Estimate(float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(n)),
-                    f"paired mean difference of {metric} over {n} fresh samples; se = std/sqrt(n)")
+    return estimate(diff, f"paired mean difference of {metric} over {n} fresh samples; se = std/sqrt(n)")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ E_x KL(p || softmax(log p / tau)) with no neighborhood.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ import numpy as np
 from synthetic import validation
 from synthetic.base import Estimate
 
+from ..stats import estimate
 from ..teachers import Mixture, parse_teacher
 from . import predictions
 from .integrate import Nodes
@@ -263,7 +263,7 @@ def temperature_floor(task: "Task", tau: float, nodes: Nodes) -> Estimate:
     kl = np.sum(nodes.p * (logp - logq), axis=1)
     method = f"E22 (b) on {nodes.method}"
     if nodes.iid:
-        return Estimate(float(kl.mean()), float(kl.std(ddof=1) / math.sqrt(len(kl))), method)
+        return estimate(kl, method)
     return Estimate(float(nodes.mean(kl)), 0.0, method)
 
 

@@ -33,6 +33,7 @@ from synthetic import validation
 from synthetic.base import Estimate
 
 from .. import rng as rng_mod
+from ..stats import mean_se
 
 if TYPE_CHECKING:  # pragma: no cover
     from synthetic.base import Task
@@ -197,7 +198,7 @@ class Integrator:
                 sizes = np.array([len(b) for b in self.batches], dtype=float) / len(self.nodes)
             full = {k: sum(s * m[k] for s, m in zip(sizes, parts)) for k in parts[0]}
             value, each = derived(full), [derived(m) for m in parts]
-            err = {k: float(np.std([d.get(k, math.nan) for d in each], ddof=1) / math.sqrt(len(each))) for k in value}
+            err = {k: mean_se([d.get(k, math.nan) for d in each])[1] for k in value}
         out = {k: Estimate(float(v), float(err[k]), self.method) for k, v in value.items() if np.isfinite(v)}
         return out, full
 
@@ -211,7 +212,7 @@ class Integrator:
         if self.coarse is not None:
             return np.abs(np.asarray(fn(self.coarse), dtype=float) - np.asarray(value, dtype=float))
         parts = np.stack([np.asarray(fn(self.nodes.subset(b)), dtype=float) for b in self.batches])
-        return parts.std(axis=0, ddof=1) / math.sqrt(len(self.batches))
+        return mean_se(parts, axis=0)[1]
 
     def estimate(self, fn: Callable[[Nodes], float], method: str | None = None) -> Estimate:
         """The weighted mean `fn(nodes)` (a scalar linear in the node weights) with its error bar."""

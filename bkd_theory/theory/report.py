@@ -58,6 +58,7 @@ ROWS = (
     ("kd_sigma2", "grad^2 per sample", "E20"), ("lambda_var", "1", "E20"), ("lambda_star", "1", "E20"),
     ("lambda_star_n", "1", "E20"), ("kd_bias_B", "nat", "E20"), ("kd_excess_risk", "nat", "E20"),
     ("kd_finite_n_excess_risk", "nat", "E20"), ("excess_risk_floor", "nat", "E22 (b)"),
+    ("kd_T_sigma2", "grad^2 per sample", "E22 (c)"), ("kd_T_bias", "nat", "E22"), ("kd_T_excess_risk", "nat", "E22"),
 )
 QUANTITIES = tuple(k for k, _, _ in ROWS)
 
@@ -242,6 +243,24 @@ def _kd_parts(teacher: Any, lam: float) -> tuple[Any, float]:
     return teacher, lam
 
 
+def _tempered(integ: Integrator, ctx: _Context, base: Any, lam: float, T: float, notes: list[str]) -> dict[str, Estimate]:
+    """The E22 rows of the Hinton loss at student temperature T (`theory.temperature`), SGD only."""
+    from . import temperature
+
+    T = validation.positive("kd_temperature", T)
+    notes.append(f"kd_temperature={T:g}: sigma2, E17 and the bounds are plain cross-entropy's; the tempered "
+                 "objective's numbers are the kd_T_ rows")
+    if ctx.adam:
+        notes.append("kd_T_ rows: E22's stationary term is SGD's (no Adam form)")
+    out = {}
+    for key, quantity in (("kd_T_sigma2", "sigma2"), ("kd_T_bias", "bias"), ("kd_T_excess_risk", "neighborhood")):
+        if quantity == "neighborhood" and ctx.adam:
+            continue
+        out[key] = temperature.tempered_prediction(ctx.task, ctx.student, base, T, integ, quantity, lam=lam,
+                                                   gamma=ctx.gamma, batch=ctx.batch)
+    return out
+
+
 def _kd(integ: Integrator, ctx: _Context, base: Any, lam: float, notes: list[str]) -> dict[str, Estimate]:
     """The E20 numbers (`distillation.kd_rows`) and, for a temperature teacher at lam = 1, the E22 (b) floor."""
     out: dict[str, Estimate] = {}
@@ -270,7 +289,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
             n: int | None = None, n_mc: int | None = None, seed: int = 0, calL_n: int | None = None,
             correction: bool | str = "auto", lyapunov_threshold: bool = False, method: str = "auto",
             optimizer: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-            lam: float = 1.0) -> Prediction:
+            lam: float = 1.0, kd_temperature: float | None = None) -> Prediction:
     """All theory numbers for one configuration (see the module docstring).
 
     Args:
@@ -289,6 +308,8 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
         correction: solve the next-order correction of E17' (True / False / "auto" = a student with
             a feature model and rank(H) <= 64).
         lyapunov_threshold: also estimate the E19 threshold (a few seconds to a minute).
+        kd_temperature: the student-side temperature T of the Hinton loss (E22): adds the kd_T_ rows
+            (sigma^2 at the tempered optimum, its bias F(theta_T) - F*, the stationary E[F - F*]).
     """
     base, lam = _kd_parts(teachers_mod.parse_teacher(teacher), lam)
     teacher = teachers_mod.with_lam(base, lam)
@@ -308,11 +329,9 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
     ctx = _Context(task, student, teacher, gamma, batch, momentum, n, P <= MAX_DENSE_PARAMS, null, calL.value,
                    optimizer, float(eps))
     values, H, C = _estimates(integ, ctx)
-    values.update(_kd(integ, ctx, base, lam, notes))
-    rse = values["sigma2"].se / abs(values["sigma2"].value) if values["sigma2"].value else 0.0
-    if integ.kind == "monte carlo" and rse > integrate.TARGET_RSE:
-        notes.append(f"sigma2 has a relative SE of {rse:.1e}, above the target {integrate.TARGET_RSE:g} at {integ.size} "
-                     "Monte Carlo inputs: pass a larger n_mc")
+    values.update(_kd(integ, ctx, base, lam, notes) if kd_temperature is None else _tempered(integ, ctx, base, lam,
+                                                                                               kd_temperature, notes))
+    notes += _precision_notes(values, integ)
     values["calL"] = calL
     if H is None:
         notes.append(f"P={P} > {MAX_DENSE_PARAMS}: H, C, E17', E18 not computed")
@@ -338,6 +357,15 @@ def _notes(student: Any, teacher: Any, momentum: float) -> list[str]:
     if momentum:
         notes.append("momentum: E17/E17' use gamma / (1 - beta), a first-order rule (heavy_ball_covariance checks it)")
     return notes
+
+
+def _precision_notes(values: dict[str, Estimate], integ: Integrator) -> list[str]:
+    """A note when Monte Carlo leaves sigma^2 less precise than `integrate.TARGET_RSE`."""
+    rse = values["sigma2"].se / abs(values["sigma2"].value) if values["sigma2"].value else 0.0
+    if integ.kind == "monte carlo" and rse > integrate.TARGET_RSE:
+        return [f"sigma2 has a relative SE of {rse:.1e}, above the target {integrate.TARGET_RSE:g} at {integ.size} "
+                "Monte Carlo inputs: pass a larger n_mc"]
+    return []
 
 
 def _range_notes(values: dict[str, Estimate], gamma: float) -> list[str]:

@@ -50,6 +50,7 @@ from synthetic import validation
 from synthetic.base import Estimate
 
 from .. import rng as rng_mod
+from ..stats import mean_se
 from ..students.kd import temper
 from ..teachers import parse_teacher
 from ..teachers.kernels import categorical
@@ -251,7 +252,7 @@ def tempered_prediction(task: "Task", student: "Student", teacher: Any, T: float
     kw = dict(lam=lam, draws=draws, seed=seed)
     fine = tempered_noise(task, student, teacher, T, integ.nodes, **kw)
     value = fn(fine[0])
-    se_inner = float(np.std([fn(r) for r in fine[1:]], ddof=1) / math.sqrt(GROUPS)) if len(fine) > 1 else 0.0
+    se_inner = mean_se([fn(r) for r in fine[1:]])[1] if len(fine) > 1 else 0.0  # fine[1:]: the GROUPS inner groups
     coarse = lambda nodes: fn(tempered_noise(task, student, teacher, T, nodes, groups=False, **kw)[0])  # noqa: E731
     se_x = float(integ.error(coarse, value))
     how = (f"E22 general route on {integ.method}; inner moments " +
