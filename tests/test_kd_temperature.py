@@ -165,3 +165,17 @@ def test_predict_reports_the_tempered_objective(capsys):
 
     ref = claims_t.tempered(claims.defaults("E22a-labels")[0].config, "neighborhood")
     assert out["kd_T_excess_risk"] == pytest.approx(ref.value, rel=1e-9)
+
+
+def test_hessian_refuses_kd_targets_by_name():
+    """The Hessian is the cross-entropy's (E1): KDTargets get a ValueError naming them, not a TypeError."""
+    from bkd_theory.students import build_student
+    from bkd_theory.students.kd import KDTargets
+
+    task = synthetic.make_task("triangle")
+    t = torch.full((1, 2, 3), 1 / 3, dtype=torch.float64)
+    for spec in ("linear", "mlp:4:tanh"):
+        s = build_student(spec, task, dtype=torch.float64)
+        theta, x = torch.zeros(1, s.num_params, dtype=torch.float64), torch.zeros(1, 2, 2, dtype=torch.float64)
+        with pytest.raises(ValueError, match="^targets: KDTargets"):
+            s.hessian(theta[0], x[0], KDTargets(t[0], t[0], 2.0))

@@ -99,6 +99,9 @@ class Student(abc.ABC):
     dtype: torch.dtype
 
     def _t(self, a: Any) -> torch.Tensor:
+        if isinstance(a, KDTargets):  # the paths that accept them convert with kd.as_targets instead
+            raise ValueError("targets: KDTargets (a KD temperature, E22) are taken by per_sample_grads, batch_grad and "
+                             "sgd_step only; hessian and the other cross-entropy (E1) paths need a target tensor")
         return torch.as_tensor(a, dtype=self.dtype)
 
     # ------------------------------------------------------------------ the model
