@@ -86,6 +86,17 @@ def point_seed(fig_seed: int, i: int) -> int:
     return int(fig_seed) * 10_000 + int(i)
 
 
+def pair_rows(panel: str, series: str, x: float, rec: Any, predicted_kind: str, **measured_extra: Any) -> list[dict]:
+    """The tidy rows of one judged claim: its measurement (kind "measured", with its stationarity and
+    `measured_extra` columns) and its prediction (kind `predicted_kind`); none without a measurement."""
+    if rec.measured is None:
+        return []
+    m, p = rec.measured, rec.predicted
+    common = dict(panel=panel, series=series, x=x, claim=rec.claim.id)
+    return [{**common, "kind": "measured", "value": m.value, "se": m.se, "stationary": m.stationary, **measured_extra},
+            {**common, "kind": predicted_kind, "value": p.value, "se": p.se}]
+
+
 def claim_rows(records: list[Any]) -> pd.DataFrame:
     """The claims table (CLAIM_COLUMNS) of judged records; the configuration as compact JSON."""
     rows = []

@@ -25,7 +25,7 @@ from ..claims import temperature
 from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
 from ..threads import single_thread
-from .base import FRAME_COLUMNS, Result, figure, point_seed
+from .base import FRAME_COLUMNS, Result, figure, pair_rows, point_seed
 
 SEED = 12
 COLUMNS = [*FRAME_COLUMNS, "claim", "stationary"]
@@ -90,13 +90,13 @@ def _measure(s: dict) -> Result:
                    "seed": next(seeds)}
             rec = claims.make(kind, f"{kind}-{label.replace(' ', '-')}-g{g:g}", **cfg).check()
             records.append(rec)
-            rows += _pair("optimizers", label, g, rec, "E21" if kind == "E21" else "E17")
+            rows += pair_rows("optimizers", label, g, rec, "E21" if kind == "E21" else "E17")
     for eps in s["eps"]:
         cfg = {**claims.defaults("E21-bcp")[0].config, "eps": eps, "gammas": tuple(eps * m for m in BCP_MULTIPLES),
                "chains": s["bcp_chains"], "seeds": tuple(next(seeds) for _ in s["bcp_seeds"])}
         rec = claims.make("E21-bcp", f"E21-bcp-eps{eps:g}", **cfg).check()
         records.append(rec)
-        rows += _pair("bcp", "Adam, beta1 = 0", eps, rec, "eps gamma_E19")
+        rows += pair_rows("bcp", "Adam, beta1 = 0", eps, rec, "eps gamma_E19")
     if len(s["eps"]) > 1:
         records.append(claims.defaults("E21-bcp-hover")[0].check())
     rows, records = _temperature(s, rows, records)
@@ -116,15 +116,6 @@ def _temperature(s: dict, rows: list, records: list) -> tuple[list, list]:
         rows += [_row("curve", "mean over chains", "measured", int(k), float(mean)),
                  _row("curve", "max over chains", "measured", int(k), float(top))]
     return rows, records
-
-
-def _pair(panel: str, series: str, x: float, rec, kind: str) -> list[dict]:
-    """The measured and predicted rows of one claim record."""
-    if rec.measured is None:
-        return []
-    m, p = rec.measured, rec.predicted
-    return [_row(panel, series, "measured", x, m.value, m.se, rec.claim.id, m.stationary),
-            _row(panel, series, kind, x, p.value, p.se, rec.claim.id)]
 
 
 def _draw_optimizers(ax, f: pd.DataFrame) -> None:
