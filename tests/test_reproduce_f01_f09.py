@@ -15,7 +15,7 @@ import pytest
 
 from bkd_theory import claims, stats
 from bkd_theory.claims import learning as L
-from bkd_theory.reproduce import CLAIM_COLUMNS, make
+from bkd_theory.reproduce import CLAIM_COLUMNS
 from bkd_theory.reproduce.base import FRAME_COLUMNS
 
 F1_VERDICTS = {
@@ -52,14 +52,10 @@ CASES = {"F1": (F1_VERDICTS, set(), ("noise", "accuracy", "investigation"), {"se
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    """Each figure made once in quick mode: fig_id -> (out dir, paths, Result)."""
-    out = {}
-    for fig_id in CASES:
-        d = tmp_path_factory.mktemp(fig_id)
-        paths, result = make(fig_id, True, d)
-        out[fig_id] = (d, paths, result)
-    return out
+def made(quick_figure) -> dict:
+    """Each figure in quick mode, made once per test session (`conftest.quick_figure`, shared with the
+    figure contract): fig_id -> (out dir, paths, Result)."""
+    return {fig_id: quick_figure(fig_id) for fig_id in CASES}
 
 
 @pytest.mark.parametrize("fig_id", list(CASES))

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from bkd_theory.claims import recipes
-from bkd_theory.reproduce import CLAIM_COLUMNS, make
+from bkd_theory.reproduce import CLAIM_COLUMNS
 from bkd_theory.reproduce.base import FRAME_COLUMNS
 from bkd_theory.verdicts import Outcome
 
@@ -33,14 +33,10 @@ SEEDS = {"F7": 7, "F8": 8, "F10": 10}
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> dict:
-    """Each figure's quick make() into its own directory, run once for the module."""
-    out = {}
-    for fig_id in EXPECTED:
-        d = tmp_path_factory.mktemp(fig_id)
-        paths, result = make(fig_id, True, d)
-        out[fig_id] = (d, paths, result)
-    return out
+def made(quick_figure) -> dict:
+    """Each figure in quick mode, made once per test session (`conftest.quick_figure`, shared with the
+    figure contract): fig_id -> (out dir, paths, Result)."""
+    return {fig_id: quick_figure(fig_id) for fig_id in EXPECTED}
 
 
 @pytest.mark.parametrize("fig_id", list(EXPECTED))

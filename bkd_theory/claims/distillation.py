@@ -38,6 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import rng as rng_mod
+from ..threads import single_thread
 from ..stats import mean_se
 from ..verdicts import Equal, Finding, Outcome
 from . import recipes
@@ -248,19 +249,14 @@ def mixture_spec(lam: float, teacher: str) -> str:
 def lambda_curve_n(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Per replica, the excess risk of the empirical minimiser on the lam grid `[R, m]` (the same
     training sets and frozen draws for every lam; `recipes.minimisers`, exact E_x only)."""
-    import torch
-
-    cols, previous = [], torch.get_num_threads()
-    torch.set_num_threads(1)  # per-replica Newton steps on small tensors: one thread is fastest (as `engine.run`)
-    try:
+    cols = []
+    with single_thread():  # per-replica Newton steps on small tensors: one thread is fastest (as `engine.run`)
         for lam in cfg["lams"]:
             c = {**_theory_cfg(cfg), "teacher": mixture_spec(float(lam), cfg["teacher"])}
             kl, se_e, how = recipes.expected_kl(c, recipes.minimisers(c))
             if se_e:
                 raise ValueError(f"E20-lambda-n needs an exact E_x (quadrature points); this task has {how}")
             cols.append(kl)
-    finally:
-        torch.set_num_threads(previous)
     return {"lams": np.asarray(cfg["lams"], dtype=np.float64), "kl": np.stack(cols, axis=1)}
 
 

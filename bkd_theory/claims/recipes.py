@@ -105,18 +105,12 @@ def slowest_rate(cfg: Mapping[str, Any]) -> float:
     P = diag(1 / (sqrt(C_ii / b) + eps)) at theta* (E21)."""
     if str(cfg.get("optimizer", "sgd")).lower() != "adam":
         return mu(cfg) / (1.0 - float(cfg.get("momentum", 0.0)))
-    from ..theory.constants import curvature
+    from ..theory.constants import null_basis, preconditioned_curvature
     from ..theory.distillation import adam_preconditioner
 
     pred = theory(cfg)
-    half = np.sqrt(adam_preconditioner(pred.C, int(cfg.get("batch", 1)), float(cfg.get("eps", 1e-8))))
-    _, student, _ = objects(cfg)
-    null = np.asarray(student.gauge_basis(), dtype=np.float64)
-    if null.shape[1]:
-        from scipy.linalg import orth
-
-        null = orth(null / half[:, None])
-    return curvature(half[:, None] * pred.H * half[None, :], null).mu
+    p = adam_preconditioner(pred.C, int(cfg.get("batch", 1)), float(cfg.get("eps", 1e-8)))
+    return preconditioned_curvature(pred.H, null_basis(objects(cfg)[1]), p).mu
 
 
 def auto_steps(cfg: Mapping[str, Any]) -> int:

@@ -201,18 +201,13 @@ def _preconditioned(H: np.ndarray, null: np.ndarray, decay: dict[int, Any], how:
     relaxes as exp(-2 lam_i(M) decay), with P the run's mean direction P_ref = D_K / max_i D_K,i
     (D_k = sum_{j<k} gamma_j P_j `[P]`, param^2/nat) and decay_k = min_i D_k,i / P_ref,i, which is
     exact for a constant P and conservative when P_k varies. None when D_K is not finite and positive."""
-    from scipy.linalg import orth
-
     from ..theory import constants
 
     last = torch.as_tensor(decay[max(decay)], dtype=torch.float64).numpy()
     if not np.all(np.isfinite(last)) or last.max() <= 0:
         return None
     ref = last / last.max()
-    half = np.sqrt(ref)
-    M = half[:, None] * H * half[None, :]
-    pre_null = orth(null / half[:, None]) if null.shape[1] else null  # P^-1/2 null(H) spans null(M)
-    ev = constants.curvature(M, pre_null).eigenvalues
+    ev = constants.preconditioned_curvature(H, null, ref).eigenvalues
     steps = {k: float(np.min(torch.as_tensor(v, dtype=torch.float64).numpy() / ref)) for k, v in decay.items()}
     return {"eigenvalues": ev, "decay": steps,
             "method": how + "; preconditioned: eigenvalues of P^1/2 H P^1/2, P the run's mean diagonal preconditioner"}

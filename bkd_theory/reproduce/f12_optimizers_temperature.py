@@ -51,9 +51,10 @@ class F12:
     @staticmethod
     def settings(quick: bool) -> dict:
         if quick:
-            return dict(gammas=(0.02,), chains=32, eval_n=2000, burn=2.5, eps=(0.1,), bcp_chains=32, bcp_seeds=(1, 2, 3, 4))
+            return dict(gammas=(0.02,), chains=32, eval_n=2000, burn=2.5, eps=(0.1,), bcp_chains=32, bcp_seeds=(1, 2, 3, 4),
+                        hover=False, temperature_quick=True)
         return dict(gammas=(0.0025, 0.005, 0.01, 0.02), chains=64, eval_n=4000, burn=3.0, eps=(0.05, 0.1, 0.2),
-                    bcp_chains=64, bcp_seeds=(1, 2, 3, 4, 5, 6))
+                    bcp_chains=64, bcp_seeds=(1, 2, 3, 4, 5, 6), hover=True, temperature_quick=False)
 
     @staticmethod
     def measure(s: dict) -> Result:
@@ -97,15 +98,15 @@ def _measure(s: dict) -> Result:
         rec = claims.make("E21-bcp", f"E21-bcp-eps{eps:g}", **cfg).check()
         records.append(rec)
         rows += pair_rows("bcp", "Adam, beta1 = 0", eps, rec, "eps gamma_E19")
-    if len(s["eps"]) > 1:
+    if s["hover"]:
         records.append(claims.defaults("E21-bcp-hover")[0].check())
     rows, records = _temperature(s, rows, records)
     return Result(pd.DataFrame(rows, columns=COLUMNS), records, notes=_notes(records))
 
 
 def _temperature(s: dict, rows: list, records: list) -> tuple[list, list]:
-    """Panels (c)-(e) from `claims.temperature.panels` (quick when the figure is quick)."""
-    out = temperature.panels(quick=len(s["eps"]) == 1)
+    """Panels (c)-(e) from `claims.temperature.panels` (its quick sizes with `temperature_quick`)."""
+    out = temperature.panels(quick=s["temperature_quick"])
     records = records + out["records"]
     names = {"a": "bcp-T", "b": "floor", "c": "sigma2", "c-neighborhood": "neighborhood-T"}
     for r in out["rows"]:

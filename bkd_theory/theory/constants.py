@@ -118,6 +118,18 @@ def curvature(H: np.ndarray, null: np.ndarray | None = None, *, rtol: float = 1e
     return Curvature(ev_r, mu, L, L / mu, int(null.shape[1] + (~keep).sum()), where, Q @ V[:, keep])
 
 
+def preconditioned_null(null: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """An orthonormal basis `[P, m]` of null(P^1/2 H P^1/2) = P^-1/2 null(H) for P = diag(p) > 0 (E21)."""
+    return scipy.linalg.orth(null / np.sqrt(np.asarray(p, dtype=np.float64))[:, None]) if null.shape[1] else null
+
+
+def preconditioned_curvature(H: np.ndarray, null: np.ndarray, p: np.ndarray) -> Curvature:
+    """`curvature` of M = P^1/2 H P^1/2 for a diagonal preconditioner P = diag(p) `[P]` > 0 (E21: the
+    modes of preconditioned SGD relax at gamma lam_i(M))."""
+    half = np.sqrt(np.asarray(p, dtype=np.float64))
+    return curvature(half[:, None] * H * half[None, :], preconditioned_null(null, p))
+
+
 @dataclass(frozen=True)
 class LocalConstants:
     """Local mu and L: extreme Hessian eigenvalues over sampled points of a ball around theta*.

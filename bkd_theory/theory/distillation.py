@@ -151,18 +151,17 @@ def preconditioned_covariance(H: np.ndarray, C: np.ndarray, P: np.ndarray, gamma
                               null: np.ndarray | None = None) -> np.ndarray:
     """E21: S `[P, P]` (param^2) solving P H S + S H P = gamma P C P / b for a diagonal P `[P]`, on the
     range of H: with u = P^-1/2 delta it is E17' for M = P^1/2 H P^1/2 and C_u = P^1/2 C P^1/2."""
-    from scipy.linalg import orth
-
     from . import stationary
 
-    half = np.sqrt(validation.finite_array("P", P, ndim=1))
+    p = validation.finite_array("P", P, ndim=1)
+    half = np.sqrt(p)
     M = half[:, None] * np.asarray(H) * half[None, :]
     Cu = half[:, None] * np.asarray(C) * half[None, :]
     Q = None
     if null is not None and null.shape[1]:
-        from .constants import range_basis
+        from .constants import preconditioned_null, range_basis
 
-        Q = range_basis(len(half), orth(null / half[:, None]))  # P^-1/2 null(H) spans null(M)
+        Q = range_basis(len(half), preconditioned_null(null, p))
     U = stationary.lyapunov_covariance(M, Cu, gamma, batch, Q=Q)
     return half[:, None] * U * half[None, :]
 

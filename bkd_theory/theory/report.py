@@ -196,14 +196,15 @@ def _calL(task: Any, student: Any, teacher: Any, n: int | None, batch: int, kapp
     return Estimate(emp.calL.value, emp.calL.se, "empirical: " + emp.region), None
 
 
-def _correction(integ: Integrator, ctx: _Context, H: np.ndarray, C: np.ndarray, notes: list[str]) -> dict[str, Estimate]:
-    """E17 and E17' to next order and the mean-square threshold gamma_ms, on exact points."""
+def _correction(integ: Integrator, ctx: _Context, H: np.ndarray, C: np.ndarray, Q: np.ndarray,
+                notes: list[str]) -> dict[str, Estimate]:
+    """E17 and E17' to next order and the mean-square threshold gamma_ms, on exact points (Q: the
+    range of H, `constants.curvature(H, null).basis`)."""
     if not integ.nodes.exact:  # the residual covariance does not carry the fourth moments this needs
         integ = integrate.monte_carlo(ctx.task, CORRECTION_MC, 0)
         notes.append(f"next-order correction on {integ.method} (the quadrature rule covers second moments only)")
     elif integ.coarse is None and integ.size > CORRECTION_MC:  # i.i.d. nodes: the first CORRECTION_MC suffice
         integ = integrate.monte_carlo(ctx.task, CORRECTION_MC, 0)
-    Q = constants.curvature(H, ctx.null).basis
 
     def fn(nodes: Nodes) -> np.ndarray:
         U = predictions.model(ctx.task, ctx.student, nodes).factors()
@@ -333,19 +334,26 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
                                                                                                kd_temperature, notes))
     notes += _precision_notes(values, integ)
     values["calL"] = calL
+    curv = None if H is None else constants.curvature(H, null)  # once: the correction's basis and null_dim
     if H is None:
         notes.append(f"P={P} > {MAX_DENSE_PARAMS}: H, C, E17', E18 not computed")
     elif (fm is not None and P - null.shape[1] <= CORRECTION_MAX_RANK) if correction == "auto" else bool(correction):
-        values.update(_correction(integ, ctx, H, C, notes))
+        values.update(_correction(integ, ctx, H, C, curv.basis, notes))
     if lyapunov_threshold:
         values["gamma_lyapunov"] = lyapunov.lyapunov_threshold(task, student, gamma_range=(0.5 / calL.value, 500.0 / calL.value),
                                                              batch=batch, seed=seed).gamma
-    config = {"task": str(getattr(task, "name", type(task).__name__)), "student": student.spec, "teacher": teacher.spec,
-              "gauge": None if fm is None else ("full" if fm.rows == task.num_classes else "pinned"), "num_params": P,
-              "gamma": gamma, "batch": batch, "momentum": momentum, "optimizer": optimizer, "beta1": float(beta1),
-              "beta2": float(beta2), "eps": float(eps), "lam": lam, "n": n, "seed": seed, "calL_n": calL_n_used,
-              "null_dim": None if H is None else constants.curvature(H, null).null_dim}
+    config = {**_identity(task, student, teacher), "gamma": gamma, "batch": batch, "momentum": momentum,
+              "optimizer": optimizer, "beta1": float(beta1), "beta2": float(beta2), "eps": float(eps), "lam": lam, "n": n,
+              "seed": seed, "calL_n": calL_n_used, "null_dim": None if curv is None else curv.null_dim}
     return Prediction(config, values, integ.method, calL.method, tuple(notes + _range_notes(values, gamma)), H, C)
+
+
+def _identity(task: "Task", student: "Student", teacher: Any) -> dict[str, Any]:
+    """What the prediction is of: task and student names, teacher spec, gauge, number of parameters."""
+    fm = student.feature_model()
+    return {"task": str(getattr(task, "name", type(task).__name__)), "student": student.spec, "teacher": teacher.spec,
+            "gauge": None if fm is None else ("full" if fm.rows == task.num_classes else "pinned"),
+            "num_params": student.num_params}
 
 
 def _notes(student: Any, teacher: Any, momentum: float) -> list[str]:
