@@ -416,10 +416,31 @@ TRAINING_KEYS = ("task", "student", "gauge", "features", "standardize", "teacher
                  "newton_steps", "grad_tol")
 
 
+def training_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys the finite-n minimisers read: `TRAINING_KEYS`; for a "trained:<kind>" teacher also its
+    fit keys (`fit_config`) and the KD weight lam."""
+    out = {k: cfg[k] for k in TRAINING_KEYS if k in cfg}
+    if trained_kind(cfg["teacher"]) is not None:
+        out.update(fit_config(cfg), lam=float(cfg.get("lam", 1.0)))
+    return out
+
+
+def training_teacher(cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """(task, student, teacher) of the finite-n minimisers: a "trained:<kind>" teacher is fitted
+    (`trained_teacher`) and mixed with labels at weight lam (E20); other specs as `objects`."""
+    from ..teachers import with_lam
+
+    kind = trained_kind(cfg["teacher"])
+    if kind is None:
+        return objects(cfg)
+    task, student, _ = objects({**cfg, "teacher": "bcp"})
+    return task, student, with_lam(trained_teacher(cfg, kind), float(cfg.get("lam", 1.0)))
+
+
 def minimisers(cfg: Mapping[str, Any]) -> torch.Tensor:
     """The empirical minimisers theta_n `[R, P]` of the `chains` replicas' training sets (n points,
     frozen targets each), trained to max gradient norm <= grad_tol (memoised on the keys it reads)."""
-    return _minimisers({k: cfg[k] for k in TRAINING_KEYS if k in cfg})[0]
+    return _minimisers(training_config(cfg))[0]
 
 
 @memo
@@ -430,7 +451,7 @@ def _minimisers(cfg: Mapping[str, Any]) -> tuple[torch.Tensor, float]:
     converged after `newton_steps`."""
     from ..losses import cross_entropy
 
-    task, student, teacher = objects(cfg)
+    task, student, teacher = training_teacher(cfg)
     X, T = _training_sets(cfg, teacher, task)
     steps, tol = int(cfg.get("newton_steps", 30)), float(cfg.get("grad_tol", 1e-7))
     risk = lambda th, r: float(cross_entropy(T[r][None], student.log_probs(th[None], X[r][None])).mean())  # noqa: E731
@@ -454,8 +475,8 @@ def _minimisers(cfg: Mapping[str, Any]) -> tuple[torch.Tensor, float]:
 def finite_n(cfg: Mapping[str, Any]) -> Outcome:
     """Excess risk F(theta_n) - F* of the empirical minimisers (`minimisers`) over independent
     replicas (`chains`), with the SE across replicas combined with the evaluation error (`expected_kl`)."""
-    theta, grad = _minimisers({k: cfg[k] for k in TRAINING_KEYS if k in cfg})
-    kl, se_e, how = expected_kl(cfg, theta)
+    theta, grad = _minimisers(training_config(cfg))
+    kl, se_e, how = expected_kl({**cfg, "teacher": "bcp"} if trained_kind(cfg["teacher"]) else cfg, theta)
     value, se_r, R = mean_se(kl)
     info = {"replicas": R, "se_replicas": se_r, "se_eval": se_e, "eval_error": how, "max_grad_norm": grad}
     return Outcome(value, math.hypot(se_r, se_e), info=info)

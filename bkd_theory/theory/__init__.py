@@ -10,12 +10,14 @@
 - `bounds`: T1-T4 (E13-E16) as objects with their admissible step sizes.
 - `stationary`: E17, E17' (Lyapunov) and its next-order correction, momentum, E18.
 - `lyapunov`: E19, the top Lyapunov exponent of linearised bcp SGD and its sign change.
+- `distillation`: the KD mixture (E20), preconditioned SGD and Adam (E21), the temperature floor (E22 b).
+- `transfer`: the student from a fixed teacher function, finite n (E23) and per-visit SGD (E24).
 - `symbolic`: sympy derivations of the one-step recursions and of E8.
 - `report`: `predict` (every number for one configuration) and `compare` (measured vs predicted).
 """
 from __future__ import annotations
 
-from . import bounds, constants, integrate, lyapunov, predictions, stationary
+from . import bounds, constants, integrate, lyapunov, predictions, stationary, transfer
 from .bounds import THEOREMS, Bound, Constants, Theorem, theorem
 from .constants import (
     Curvature,
@@ -55,5 +57,5 @@ __all__ = [
     "f_star", "finite_n", "gradient_noise", "gradient_noise_monte_carlo", "heavy_ball_covariance",
     "hessian_at_optimum", "integrate", "integrator", "local_constants", "lyapunov", "lyapunov_covariance",
     "lyapunov_threshold", "mean_square_threshold", "neighborhood_excess_risk", "predict", "predictions",
-    "sigma2_closed_form", "stationary", "theorem", "top_lyapunov_exponents", "training_smoothness",
+    "sigma2_closed_form", "stationary", "theorem", "top_lyapunov_exponents", "training_smoothness", "transfer",
 ]

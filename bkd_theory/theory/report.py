@@ -10,7 +10,9 @@ Lyapunov threshold. The distillation protocol (DESIGN 2.10): with `optimizer="ad
 neighborhood rows are E21 (`distillation.adam_neighborhood`, `preconditioned_covariance`); for the
 KD objective with weight `lam` the E20 rows (kd_sigma2 with the label cross term, lambda_var,
 lambda_star, lambda_star_n, the bias B = m^T H^+ m, kd_excess_risk) come from `distillation.kd_noise`
-of the base teacher; a teacher-side temperature teacher reports its E22 (b) floor. Expectations over x are taken by `integrate.integrator`: quadrature on
+of the base teacher; a teacher-side temperature teacher reports its E22 (b) floor; for a student with a feature model
+on exact points, the student from its teacher function (`transfer`): E23 at finite n (bias
+F(theta_lam) - F*, variance, cross term) and E24 (stationary SGD around theta_lam). Expectations over x are taken by `integrate.integrator`: quadrature on
 Gaussian-mixture tasks, Monte Carlo sized for a relative SE of 1e-3 elsewhere; every number comes
 from one function of the nodes, so its error bar (`Estimate.se`) is the same machinery's
 (quadrature: the change from a coarser rule; Monte Carlo: batch means). `Prediction.to_dict()` is
@@ -59,6 +61,8 @@ ROWS = (
     ("lambda_star_n", "1", "E20"), ("kd_bias_B", "nat", "E20"), ("kd_excess_risk", "nat", "E20"),
     ("kd_finite_n_excess_risk", "nat", "E20"), ("excess_risk_floor", "nat", "E22 (b)"),
     ("kd_T_sigma2", "grad^2 per sample", "E22 (c)"), ("kd_T_bias", "nat", "E22"), ("kd_T_excess_risk", "nat", "E22"),
+    ("e23_bias", "nat", "E23"), ("e23_variance", "nat", "E23"), ("e23_cross", "nat", "E23"),
+    ("e23_excess_risk", "nat", "E23"), ("e24_draws_term", "nat", "E24"), ("e24_excess_risk", "nat", "E24"),
 )
 QUANTITIES = tuple(k for k, _, _ in ROWS)
 
@@ -286,6 +290,38 @@ def _kd(integ: Integrator, ctx: _Context, base: Any, lam: float, notes: list[str
     return out
 
 
+def _transfer(integ: Integrator, ctx: _Context, base: Any, lam: float, notes: list[str]) -> dict[str, Estimate]:
+    """The E23 rows (finite n: bias F(theta_lam) - F*, variance, cross term, their sum) and the E24
+    rows (stationary SGD around theta_lam; the part of it S per-visit draws divide) of `transfer`,
+    for a student with a feature model on exact points; SGD only."""
+    from . import transfer
+
+    if ctx.student.feature_model() is None or not integ.nodes.exact or integ.chunks is not None or ctx.adam:
+        notes.append("e23_/e24_ rows: need a student with a feature model, exact points (method='monte-carlo' on a "
+                     "task whose quadrature has a residual covariance) and SGD")
+        return {}
+    theta = predictions.theta_star(ctx.task, ctx.student).numpy()
+    est = transfer.transfer_estimate(ctx.student, theta, integ, lambda nodes, idx: [transfer.component(base, lam, nodes)])
+    g, b = ctx.g_eff, ctx.batch
+    out = {"e23_bias": est.estimate(lambda t: t.bias),
+           "e24_draws_term": est.estimate(lambda t: g * t.trace_C_draws / (4 * b), "E24"),
+           "e24_excess_risk": est.estimate(lambda t: t.neighborhood(g, b), "E24")}
+    if ctx.n is not None:
+        n = ctx.n
+        out.update(e23_variance=est.estimate(lambda t: t.variance_n / n),
+                   e23_cross=est.estimate(lambda t: t.cross_n / n),
+                   e23_excess_risk=est.estimate(lambda t: t.finite_n(n)))
+    return out
+
+
+def _distillation(integ: Integrator, ctx: _Context, base: Any, lam: float, kd_temperature: float | None,
+                  notes: list[str]) -> dict[str, Estimate]:
+    """The tempered rows (E22) at a student temperature, else the E20 and E23/E24 rows."""
+    if kd_temperature is not None:
+        return _tempered(integ, ctx, base, lam, kd_temperature, notes)
+    return {**_kd(integ, ctx, base, lam, notes), **_transfer(integ, ctx, base, lam, notes)}
+
+
 def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, batch: int = 1, momentum: float = 0.0,
             n: int | None = None, n_mc: int | None = None, seed: int = 0, calL_n: int | None = None,
             correction: bool | str = "auto", lyapunov_threshold: bool = False, method: str = "auto",
@@ -330,8 +366,7 @@ def predict(task: "Task", student: "Student", teacher: Any, *, gamma: float, bat
     ctx = _Context(task, student, teacher, gamma, batch, momentum, n, P <= MAX_DENSE_PARAMS, null, calL.value,
                    optimizer, float(eps))
     values, H, C = _estimates(integ, ctx)
-    values.update(_kd(integ, ctx, base, lam, notes) if kd_temperature is None else _tempered(integ, ctx, base, lam,
-                                                                                               kd_temperature, notes))
+    values.update(_distillation(integ, ctx, base, lam, kd_temperature, notes))
     notes += _precision_notes(values, integ)
     values["calL"] = calL
     curv = None if H is None else constants.curvature(H, null)  # once: the correction's basis and null_dim
