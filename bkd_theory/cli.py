@@ -469,7 +469,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     from .reproduce import FIGURE_IDS
 
     p = sub.add_parser("reproduce", help="write the figures F1-F10 and their index")
-    p.add_argument("--quick", action="store_true", help="small sizes: all ten figures in a few minutes")
+    p.add_argument("--quick", action="store_true", help="small sizes: every figure in under two minutes in all")
     p.add_argument("--only", default="", help=f"comma-separated figure ids among {','.join(FIGURE_IDS)}")
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--jobs", type=_integer, default=1, help="figures made in parallel processes (default 1)")

@@ -133,7 +133,8 @@ class Run:
         records: quantity -> (steps `[T]` int, values `[T, R]` float64).
         points: quantity -> (steps `[T]`, per-point values `[T, N]`) for quantities on the eval sample.
         relaxation: {"eigenvalues": H's on its range, "decay": cumulative step sizes at each
-            recorded step (`{step: sum gamma_k}`), "method"}, or None when H is not known.
+            recorded step (`{step: sum gamma_k}`), "method", "order": 2, or 1 for a biased teacher
+            (`stats.unrelaxed_fraction`)}, or None when H is not known.
     """
 
     config: dict[str, Any]
@@ -244,7 +245,8 @@ class Run:
         power = RELAXATION_POWER.get(q, 1.0)
         if rel is None or power is None:
             return True, "no significant drift" + ("" if rel is not None else "; relaxation not checked (H unknown)")
-        frac = unrelaxed_fraction(rel["eigenvalues"], power, rel["decay"].get(int(e["window"][0]), math.nan))
+        frac = unrelaxed_fraction(rel["eigenvalues"], power, rel["decay"].get(int(e["window"][0]), math.nan),
+                                  int(rel.get("order", 2)))
         start = np.nanmean(vals[0]) if len(vals) else math.nan
         bias = abs(e["value"] - start) * frac / max(1.0 - frac, 1e-300)
         if not bias <= e["se"]:
@@ -274,6 +276,7 @@ class Run:
         d.mkdir(parents=True, exist_ok=True)
         rel = None if self.relaxation is None else {
             "eigenvalues": np.asarray(self.relaxation["eigenvalues"]).tolist(), "method": self.relaxation["method"],
+            "order": int(self.relaxation.get("order", 2)),
             "decay": {str(k): float(v) for k, v in self.relaxation["decay"].items()}}
         files = {"records.csv": self.table().to_csv(index=False, float_format="%.17g").encode()}
         buf = io.StringIO()

@@ -191,10 +191,13 @@ def drift(values: np.ndarray, batches: int = 4) -> tuple[float, float]:
     return m, se
 
 
-def unrelaxed_fraction(eigenvalues: np.ndarray, power: float, decay: float) -> float:
-    """sum_i lam_i^power exp(-2 lam_i decay) / sum_i lam_i^power: the share of a quantity that weighs
-    mode i by lam_i^power still not relaxed after `decay` = sum of the step sizes so far (linearised
-    SGD: mode i relaxes as prod_k (1 - gamma_k lam_i)^2 ~ exp(-2 lam_i sum_k gamma_k); DESIGN 2.9)."""
+def unrelaxed_fraction(eigenvalues: np.ndarray, power: float, decay: float, order: int = 2) -> float:
+    """sum_i lam_i^power exp(-order lam_i decay) / sum_i lam_i^power: the share of a quantity that
+    weighs mode i by lam_i^power still not relaxed after `decay` = sum of the step sizes so far
+    (linearised SGD, DESIGN 2.9: the mean offset of mode i decays as prod_k (1 - gamma_k lam_i) ~
+    exp(-lam_i sum_k gamma_k)). order 2: a quantity quadratic in the offset (F - F* around an
+    optimum with zero gradient); order 1: one linear in it (F - F* around theta_lam of a biased
+    teacher, where grad F != 0), which relaxes at half the rate."""
     lam = np.asarray(eigenvalues, dtype=np.float64)
     w = lam**power
-    return float(np.sum(w * np.exp(-2.0 * lam * decay)) / np.sum(w))
+    return float(np.sum(w * np.exp(-float(order) * lam * decay)) / np.sum(w))

@@ -143,3 +143,21 @@ def test_cross_fitted_components_are_weighted_by_their_shares():
     assert len(parts) == 2 and [len(p) for p in parts] == [3, 3]
     assert [round(s * 7) for _, s in parts[0]] == [3, 2, 2] and sum(s for _, s in parts[1]) == pytest.approx(1.0)
     assert CT.chain_components(pt.components[0]) == [[(pt.components[0], 1.0)]]
+
+
+def test_bad_input_names_the_parameter(setup):
+    """Hostile input to the new recipes: each raises ValueError naming what is wrong."""
+    from bkd_theory.claims import protocol
+
+    task, _, nodes, th = setup
+    mlp = students.MLP(task, widths=(4,), dtype=torch.float64)
+    with pytest.raises(ValueError, match="feature model"):
+        T.transfer(mlp, th, nodes, [T.component(parse_teacher("onehot"), 1.0, nodes)])
+    with pytest.raises(ValueError, match="teacher label must be one of"):
+        protocol.teacher_config({}, "bayesian")
+    with pytest.raises(ValueError, match="samples and seeds"):
+        CT.draws_points({"samples": [1, 2], "seeds": [1]})
+    with pytest.raises(ValueError, match="trained teacher sampled per visit"):
+        CT.predicted({**claims.defaults("E23-mixture")[0].config}, "draws_coefficient")
+    bad = claims.make("E23", "bad", teacher="temperature:2", n=1)  # n < 2 is refused by predict
+    assert bad.check().verdict.verdict == "error" and "n" in bad.check().verdict.detail

@@ -3,9 +3,10 @@
 The paper's student (`PAPER_STUDENT`): a 2 x 128 ReLU MLP on the paper task with standardised
 inputs, batch 1, lr 5e-4, heavy-ball momentum 0.9, random initialisation, float32 (as the authors'
 code). Runs are `recipes.run` with the instruments val_loss, excess_risk and calibration, in the
-configuration's own dtype. A teacher spec "trained:<kind>" (`recipes.TRAINED`) is a trained teacher
-fitted by `recipes.fitted(cfg)` on its own labelled sample of `teacher_n` points, so it is queried
-out of sample by the students, whose training sets the loop draws per chain.
+configuration's own dtype. A teacher spec "trained:<kind>" is a trained teacher
+(`recipes.trained_teacher`: out of sample on its own labelled sample of `teacher_n` points, or with
+`fit_mode` in-sample / cross-fitted on the chains' own training sets); its quality against the true
+p is in `claims.protocol`, the student predicted from it in `claims.transfer` (E23).
 
 Seeds are the loop's independent chains. Chain r of two runs with the same seed has the same
 training inputs, labels, initialisation and order (and, for the same law, the same target
@@ -188,45 +189,6 @@ def bayes_accuracy(cfg: Mapping[str, Any]) -> Outcome:
     return Outcome(e.value, e.se, info={"method": e.method})
 
 
-# ------------------------------------------------------------------ trained teachers against the truth
-@recipes.memo
-def _quality(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    import synthetic
-
-    from ..teachers import FunctionTeacher
-    from ..teachers.quality import teacher_report
-
-    task = synthetic.make_task(cfg["task"], standardize=bool(cfg["standardize"]))
-    teachers = {**fitted(cfg), "bcp": FunctionTeacher(task.log_bcp, name="bcp", log=True)}
-    n, seed = int(cfg["report_n"]), int(cfg["teacher_seed"])
-    return {k: teacher_report(t, task, n, seed=seed) for k, t in teachers.items()}
-
-
-def quality(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """`teachers.quality.TeacherReport` of each trained teacher and of the exact p ("bcp") on
-    `report_n` fresh points (KL(p || p~), L2, ECE against p, accuracy, ...; SE = std / sqrt(n))."""
-    return _quality({**recipes.fit_config(cfg), "report_n": int(cfg["report_n"])})
-
-
-def _teacher_kl(cfg: Mapping[str, Any]) -> Outcome:
-    """KL(p || p~_than) - KL(p || p~_teacher) on the same report points (paired; SE = std / sqrt(n))."""
-    import synthetic
-
-    from ..teachers.quality import paired_difference
-
-    t = fitted(cfg)
-    task = synthetic.make_task(cfg["task"], standardize=bool(cfg["standardize"]))
-    e = paired_difference(t[recipes.trained_kind(cfg["than"])], t[recipes.trained_kind(cfg["teacher"])], task, int(cfg["report_n"]),
-                          seed=int(cfg["teacher_seed"]))
-    return Outcome(e.value, e.se, info={"method": e.method})
-
-
-def _student_kl_predict(cfg: Mapping[str, Any]) -> Outcome:
-    """KL(p || p~) of the teacher (Prop. 1: the minimiser moves to q = p~)."""
-    e = quality(cfg)[recipes.trained_kind(cfg["teacher"])]["kl"]
-    return Outcome(e.value, e.se, info={"method": e.method})
-
-
 def _zero(cfg: Mapping[str, Any]) -> Outcome:
     return Outcome(0.0, 0.0)
 
@@ -273,16 +235,6 @@ register_claim(
     statement="{quantity} at the end: {teacher} student - {than} student > 0 (paired seeds; {basis})",
     defaults={"paired-difference": {**F1_QUICK, "teacher": "onehot", "than": "bcp", "quantity": "val_loss",
                                     "end_window": 0.1, "basis": "noisier targets, higher risk"}})
-register_claim(
-    "teacher-kl", tags=("DESIGN 2.2", "2.10"), rule=Sign("+"), predict=_zero, measure=_teacher_kl,
-    statement="KL(p || p~) of {than} - that of {teacher} > 0: the {teacher} teacher is closer to the true p "
-              "(paired on the same fresh points)",
-    defaults={"teacher-kl": {**F9_QUICK, "teacher": "trained:ensemble", "than": "trained:deterministic"}})
-register_claim(
-    "student-kl", tags=("Prop. 1", "E23"), rule=Finding(), predict=_student_kl_predict,
-    measure=lambda cfg: end(cfg, "excess_risk"),
-    statement="a student that fits the {teacher} teacher exactly has excess risk KL(p || p~) (Prop. 1)",
-    defaults={"student-kl": {**F9_QUICK, "teacher": "trained:deterministic", "end_window": 0.1}})
 register_claim(
     "paper-noise", tags=("paper",), rule=Finding(),
     predict=_paper(PAPER_NOISE_REDUCTION, "up to 30 % less noise (trained Bayesian vs deterministic teachers)"),

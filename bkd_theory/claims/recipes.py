@@ -95,8 +95,9 @@ def _theory(cfg: Mapping[str, Any]) -> Any:
 
 
 def mu(cfg: Mapping[str, Any]) -> float:
-    """lambda_min(H) at theta* on its range (the slowest mode of linearised SGD)."""
-    return float(theory(cfg).H_eig_min.value)
+    """lambda_min(H) at theta* on its range (the slowest mode of linearised SGD; H is the Fisher at
+    theta*, so a trained teacher reads that of the exact BCPs)."""
+    return float(theory({**cfg, "teacher": "bcp"} if trained_kind(cfg["teacher"]) else cfg).H_eig_min.value)
 
 
 def slowest_rate(cfg: Mapping[str, Any]) -> float:
@@ -113,16 +114,22 @@ def slowest_rate(cfg: Mapping[str, Any]) -> float:
     return preconditioned_curvature(pred.H, null_basis(objects(cfg)[1]), p).mu
 
 
+def _unbiased(cfg: Mapping[str, Any]) -> bool:
+    """The configuration's KD targets are unbiased (tbar = p): not for a trained teacher."""
+    return trained_kind(cfg["teacher"]) is None and bool(objects(cfg)[2].unbiased)
+
+
 def auto_steps(cfg: Mapping[str, Any]) -> int:
     """The steps of a stationary run: `cfg["steps"]`, or when it is "auto", enough that the slowest
-    mode has relaxed by e^-burn (variance, exp(-2 gamma rate k)) when the averaging window (the last
-    half) starts: max(min_steps, 2 burn / (2 gamma rate)), rate = `slowest_rate` (mu for SGD),
-    rounded up to a multiple of eval_every."""
+    mode has relaxed by e^-burn when the averaging window (the last half) starts: exp(-2 gamma rate
+    k) for unbiased targets (F - F* quadratic in the offset), exp(-gamma rate k) for a biased teacher
+    (linear in the mean offset, `stats.unrelaxed_fraction`): max(min_steps, 2 burn / (order gamma
+    rate)), rate = `slowest_rate` (mu for SGD), rounded up to a multiple of eval_every."""
     steps = cfg.get("steps", "auto")
     if steps != "auto":
         return int(steps)
-    rate = float(cfg["gamma"]) * slowest_rate(cfg)
-    k = max(int(cfg.get("min_steps", 1000)), math.ceil(2 * cfg.get("burn", 2.5) / (2 * rate)))
+    rate = float(cfg["gamma"]) * slowest_rate(cfg) * (2 if _unbiased(cfg) else 1)
+    k = max(int(cfg.get("min_steps", 1000)), math.ceil(2 * cfg.get("burn", 2.5) / rate))
     every = int(cfg.get("eval_every", 100))
     return every * math.ceil(k / every)
 
@@ -143,8 +150,9 @@ def trained_kind(spec: Any) -> str | None:
 #: fit_mode: "in-sample", "cross-fitted" or "out-of-sample"; folds: k of cross-fitting (default 5);
 #: teacher_widths: its hidden widths (default 2 x 128); teacher_kwargs: more arguments of its kind's
 #: fit function (e.g. {"structure": "kron"}, {"prior_sigma": 0.5}); teacher_draws: S posterior draws
-#: per visit (E24, `teachers.pervisit.PerVisit`; absent = the fixed predictive p~(x))
-FIT_OPTIONS = ("fit_mode", "folds", "teacher_widths", "teacher_kwargs", "teacher_draws")
+#: per visit (E24, `teachers.pervisit.PerVisit`; absent = the fixed predictive p~(x)); moment_draws:
+#: the posterior draws of its theory moments pbar(x), Cov_w (default 512)
+FIT_OPTIONS = ("fit_mode", "folds", "teacher_widths", "teacher_kwargs", "teacher_draws", "moment_draws")
 #: the run keys an in-sample or cross-fitted teacher reads: the chains' training sets
 FIT_SAMPLE_KEYS = ("regime", "n", "seed", "chains", "first_chain")
 
@@ -220,7 +228,7 @@ def _trained_teacher(cfg: Mapping[str, Any]) -> Any:
         raise ValueError(f"teacher_draws needs a teacher with posterior draws (ensemble, mc_dropout, laplace, vi), "
                          f"got kind {cfg['kind']!r}")
     return pervisit.PerVisit(teacher, validation.positive_int("teacher_draws", cfg["teacher_draws"]),
-                             seed=int(cfg["teacher_seed"]))
+                             moment_draws=int(cfg.get("moment_draws", 512)), seed=int(cfg["teacher_seed"]))
 
 
 @memo
@@ -296,16 +304,23 @@ def prediction(cfg: Mapping[str, Any], quantity: str, **info: Any) -> Outcome:
 EVAL_MC = 2**16  # fresh inputs for F - F* where the task has no exact quadrature points
 
 
+@lru_cache(maxsize=4)
+def _quadrature(task: str, standardize: bool) -> Any:
+    """The task's quadrature integrator (`theory.integrate.quadrature`), built once per task."""
+    from ..theory.integrate import quadrature
+
+    return quadrature(objects({"task": task, "standardize": standardize, "teacher": "bcp"})[0])
+
+
 def expected_kl(cfg: Mapping[str, Any], theta: torch.Tensor) -> tuple[np.ndarray, float, str]:
     """F(theta_r) - F* = E_x KL(p || q_theta_r) for parameters `[R, P]`: (values `[R]`, the SE of
     their mean from the evaluation inputs, how). Exact on the task's quadrature points where they
     are points (DESIGN 2.9 (a)); else EVAL_MC fresh inputs shared by the rows, with their added
     variance term (2.9 (c)): the SD over the inputs of the row-averaged KL, over sqrt(EVAL_MC)."""
     from ..losses import kl_divergence
-    from ..theory.integrate import quadrature
 
     task, student, _ = objects(cfg)
-    quad = quadrature(task)
+    quad = _quadrature(str(cfg["task"]), bool(cfg.get("standardize", False)))
     if quad is not None and quad.nodes.exact:
         x, p, w, how = quad.nodes.x, quad.nodes.p, quad.nodes.w, "exact E_x (quadrature points)"
     else:

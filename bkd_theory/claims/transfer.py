@@ -4,6 +4,10 @@
           [F(theta_lam) - F*] + [tr(H Sigma) / 2 + cross term] / n                            Equal
     E24   SGD with fresh targets (a Bayesian teacher sampled per visit with S draws): stationary
           E[F - F*] = [F(theta_lam) - F*] + (gamma / b) [tr C / 4 + cross term]               Equal
+    E23-coupled  E23 beside the minimiser when the teacher was fitted on the student's own points
+          (in-sample, cross-fitted): the fixed-function premise fails, the gap is measured   Finding
+    E24-draws  the coefficient of 1/S of the stationary E[F - F*] over independent points S = 1..12
+          (weighted least squares a + b / S) = the draws term of E24 times S                  Equal
 
 The prediction reads the teacher function alone. A spec teacher goes through `theory.predict`
 (rows e23_excess_risk, e24_excess_risk). A trained teacher ("trained:<kind>") is evaluated on
@@ -25,12 +29,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..verdicts import Equal, Outcome
+from ..verdicts import Equal, Finding, Outcome
 from . import recipes
 from .base import register_claim
 from .library import RUN, TRIANGLE
 
-__all__ = ["TRANSFER_MC", "chain_components", "predicted"]
+__all__ = ["TRANSFER_MC", "chain_components", "draws_points", "predicted"]
 
 #: fresh inputs of a trained teacher's E23 / E24 prediction (per chain)
 TRANSFER_MC = 2**14
@@ -56,12 +60,14 @@ def chain_components(teacher: Any) -> list[list[tuple[Any, float]]]:
 
 
 def predicted(cfg: Mapping[str, Any], quantity: str) -> Outcome:
-    """E23 ("finite_n") or E24 ("neighborhood") of a configuration (nats), module docstring."""
-    row = {"finite_n": "e23_excess_risk", "neighborhood": "e24_excess_risk"}[quantity]
+    """E23 ("finite_n"), E24 ("neighborhood") or the coefficient of 1/S of E24's draws term
+    ("draws_coefficient", a per-visit trained teacher only) of a configuration (nats)."""
     if recipes.trained_kind(cfg["teacher"]) is None:
-        return recipes.prediction(cfg, row)
+        if quantity == "draws_coefficient":
+            raise ValueError("the 1/S coefficient of E24 needs a trained teacher sampled per visit (teacher_draws)")
+        return recipes.prediction(cfg, {"finite_n": "e23_excess_risk", "neighborhood": "e24_excess_risk"}[quantity])
     keys = {**recipes.training_config(cfg), "transfer_mc": int(cfg.get("transfer_mc", TRANSFER_MC)),
-            "gamma": float(cfg.get("gamma", 1.0)), "batch": int(cfg.get("batch", 1)),
+            "gamma": float(cfg.get("gamma", 1.0)), "batch": int(cfg.get("batch", 1)), "n": cfg.get("n"),
             "momentum": float(cfg.get("momentum", 0.0)), "quantity": quantity}
     for k in ("regime", "first_chain"):
         keys.setdefault(k, cfg.get(k, "finite" if k == "regime" else 0))
@@ -79,12 +85,17 @@ def _trained(cfg: Mapping[str, Any]) -> Outcome:
     integ = integrate.monte_carlo(task, int(cfg["transfer_mc"]), int(cfg["seed"]))
     th = theta_star(task, student).numpy()
     g, b = float(cfg["gamma"]) / (1.0 - float(cfg["momentum"])), int(cfg["batch"])
-    fn = (lambda t: t.finite_n(int(cfg["n"]))) if cfg["quantity"] == "finite_n" else (lambda t: t.neighborhood(g, b))
+    S = int(cfg.get("teacher_draws") or 1)
+    fn = {"finite_n": lambda t: t.finite_n(int(cfg["n"])), "neighborhood": lambda t: t.neighborhood(g, b),
+          "draws_coefficient": lambda t: S * t.draws_term(g, b)}[cfg["quantity"]]
     values, ses, parts = [], [], []
     for chain in chain_components(teacher):
         comps = [transfer.component(t, lam, integ.nodes, share) for t, share in chain]
-        est = transfer.transfer_estimate(student, th, integ, lambda nodes, idx: [transfer.subset(c, idx) for c in comps])
+        est = transfer.transfer_estimate(student, th, integ, lambda nodes, idx: [transfer.subset(c, idx) for c in comps],
+                                         sgd=cfg["quantity"] != "finite_n")
         e = est.estimate(fn, "E23" if cfg["quantity"] == "finite_n" else "E24")
+        if cfg["quantity"] == "draws_coefficient" and est.full.trace_C_draws == 0.0:
+            raise ValueError(f"teacher {teacher.spec!r} has no per-visit draws: set teacher_draws")
         values.append(e.value)
         ses.append(e.se)
         parts.append({"bias": est.full.bias, "variance_n": est.full.variance_n, "cross_n": est.full.cross_n,
@@ -99,6 +110,32 @@ def _finite_n_measure(cfg: Mapping[str, Any]) -> Outcome:
     return recipes.finite_n(cfg)
 
 
+def draws_points(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One configuration per number of draws S in `samples`, each with its own seed from `seeds`."""
+    if len(cfg["samples"]) != len(cfg["seeds"]) or len(cfg["samples"]) < 2:
+        raise ValueError(f"samples and seeds must be two lists of equal length >= 2, got {cfg['samples']!r} and "
+                         f"{cfg['seeds']!r}")
+    drop = ("samples", "seeds")
+    return [{**{k: v for k, v in cfg.items() if k not in drop}, "teacher_draws": int(S), "seed": int(seed)}
+            for S, seed in zip(cfg["samples"], cfg["seeds"])]
+
+
+def _draws_measure(cfg: Mapping[str, Any]) -> Outcome:
+    """The coefficient b of 1/S in a + b / S fitted to the stationary E[F - F*] of the independent
+    points by weighted least squares (weights 1 / SE^2), its SE from the fit's covariance."""
+    outs = [recipes.stationary(c, "excess_risk") for c in draws_points(cfg)]
+    S = np.array([float(s) for s in cfg["samples"]])
+    y, se = np.array([o.value for o in outs]), np.array([o.se for o in outs])
+    X = np.stack([np.ones_like(S), 1.0 / S], axis=1)
+    W = 1.0 / se**2
+    cov = np.linalg.inv(X.T @ (W[:, None] * X))
+    coef = cov @ X.T @ (W * y)
+    bad = "; ".join(o.reason for o in outs if o.stationary is False)
+    return Outcome(float(coef[1]), float(math.sqrt(cov[1, 1])), stationary=False if bad else True, reason=bad,
+                   info={"intercept": float(coef[0]), "intercept_se": float(math.sqrt(cov[0, 0])),
+                         "samples": S.tolist(), "excess_risk": y.tolist(), "excess_risk_se": se.tolist()})
+
+
 #: the biased fixed teacher of E23's default: labels mixed with the teacher-side temperature tau = 2
 #: (softmax(log p / 2), realizable by theta* / 2), so the bias, the variance and the cross term are all
 #: of the same order at n = 400
@@ -111,6 +148,11 @@ register_claim(
     defaults={"E23-mixture": _E23,
               "E23-floor": {**_E23, "teacher": "temperature:2", "n": 50, "chains": 64}})
 register_claim(
+    "E23-coupled", tags=("E23",), rule=Finding(), predict=lambda cfg: predicted(cfg, "finite_n"),
+    measure=_finite_n_measure,
+    statement="{teacher} fitted {fit_mode} on the student's n={n} points: the minimiser's excess risk beside E23 "
+              "from the teacher function (E23 assumes a teacher independent of the training points)")
+register_claim(
     "E24", tags=("E24", "E17"), rule=Equal(), predict=lambda cfg: predicted(cfg, "neighborhood"),
     measure=lambda cfg: recipes.stationary(cfg, "excess_risk"),
     statement="{teacher} fresh targets, SGD at gamma={gamma}: stationary E[F - F*] = F(theta_lam) - F* + "
@@ -118,3 +160,8 @@ register_claim(
     defaults={"E24-mixture": {**RUN, "teacher": "mixture:0.5:temperature:2", "init": "optimum", "gamma": 0.05,
                               "regime": "online", "steps": 20000, "eval_every": 100, "eval_n": 4000,
                               "chains": 64}})
+register_claim(
+    "E24-draws", tags=("E24",), rule=Equal(), predict=lambda cfg: predicted(draws_points(cfg)[0], "draws_coefficient"),
+    measure=_draws_measure,
+    statement="{teacher} sampled per visit with S in {samples} draws, SGD at gamma={gamma}: the stationary "
+              "E[F - F*] is a + b / S with b = the E24 draws term at S = 1")

@@ -181,9 +181,12 @@ class Loop:
         H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
         how = f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"
         null = constants.null_basis(s.student)
+        order = 2 if s.teacher.unbiased else 1  # a biased teacher's F - F* is linear in the mean offset (stats)
         if not isinstance(self.gamma_sum, torch.Tensor):
-            return {"eigenvalues": constants.curvature(H, null).eigenvalues, "decay": dict(self.decay), "method": how}
-        return _preconditioned(H, null, self.decay, how)
+            return {"eigenvalues": constants.curvature(H, null).eigenvalues, "decay": dict(self.decay), "method": how,
+                    "order": order}
+        pre = _preconditioned(H, null, self.decay, how)
+        return None if pre is None else {**pre, "order": order}
 
     def record(self) -> Run:
         """The `Run` record of what has been done."""

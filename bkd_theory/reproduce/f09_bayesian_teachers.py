@@ -1,37 +1,34 @@
-"""F9, Bayesian vs deterministic teachers: distance to the true BCP and their students (DESIGN 2.2,
-2.10, 6 F9).
+"""F9, trained teachers in the paper's protocol (DESIGN 2.10, 6 F9).
 
-Teachers (`claims.learning.fitted`), fitted on one labelled sample of `teacher_n` points of the
-paper task (standardised inputs): a deterministic 2 x 128 ReLU MLP (Adam, `teacher_epochs`
-epochs, no early stopping), a deep ensemble of `members` (member 0 is that network), MC dropout
-(p = `p_drop`, `passes` fixed masks) and a last-layer Laplace approximation on the deterministic
-network (probit predictive, prior precision by marginal likelihood). Each is measured against the
-TRUE p on `report_n` fresh points (`teachers.quality.teacher_report`: KL(p || p~), L2, ECE against
-p, accuracy; SE = std / sqrt(n) over the points; the teacher's own fitting randomness is one draw).
+Paper task (standardised inputs), a labelled training set of n points per chain (the loop's
+layout). Teachers: 2-layer ReLU MLPs of `teacher_widths` trained by Adam for `teacher_epochs`
+epochs, of every kind of `claims.protocol.TEACHERS` (deterministic, deep ensemble, MC dropout,
+last-layer Laplace with full, Kronecker and diagonal structure and the marginal-likelihood prior,
+mean-field VI, MSE (Brier)-trained, temperature-scaled), fitted three ways (`teachers.fitting`):
+in-sample (on the chain's own n points, the paper's protocol), cross-fitted (`folds` folds: a
+point's target comes from the teacher not fitted on its fold) and out-of-sample (one teacher on an
+independent sample of n points, the same data budget).
 
-Students: the paper's student (`claims.learning.PAPER`: 2 x 128 ReLU MLP, batch 1, lr 5e-4,
-momentum 0.9, float32, epoch shuffling) on a training set of n points drawn per seed by the loop,
-with each trained teacher's p~(x) as its targets (deterministic, so frozen = fresh; the teacher is
-queried out of sample), plus onehot (frozen labels) and the exact bcp for reference. Seeds are the
-loop's chains: chain r has the same training inputs, labels, initialisation and order for every
-teacher, so per-seed differences are paired.
-
-Claims (kinds in `claims.learning`, each from `claims.make(...).check()`):
-- `teacher-kl` (Sign): each Bayesian teacher is closer to p than the deterministic one (paired KL
-  differences on the same points);
-- `student-kl` (Finding): Prop. 1 says a student that fits a biased teacher exactly has excess
-  risk KL(p || p~); a finite student trained briefly does not fit it exactly (it smooths the
-  teacher's over-confident tails), so this is set beside the measurement, not judged;
-- `paired-difference` (Sign): the student of the teacher with the larger KL has the larger end
-  excess risk (the direction of Prop. 1), and labels vs the closest trained teacher;
-- the paper's "up to 30 % less noise" (students of Bayesian vs deterministic teachers: like with
-  like): `loss-noise-ratio` (Sign: noise(det) / noise(Bayesian) > 1) and `paper-noise`
-  (Finding: the measured reduction beside the paper's 30 %);
-- the paper's "+4.27 %" accuracy: `paper-accuracy` (Finding: the paired accuracy difference,
-  SE with the evaluation-sample term, beside +0.0427).
-End values: the last `end_window` of the recorded steps, SE across seeds combined with the
-evaluation-sample term (`records.Run.summary`, per-point differences for paired values). Loss
-noise: the detrended std of the validation loss over the last half (as in F1).
+- (a, b) teacher quality against the TRUE p (`claims.protocol.chain_quality`): KL(p || p~) at the
+  student's training points (the targets it trains on) and at `report_n` fresh points, mean +- SE
+  over chains; ECE against p and the signed over-confidence are in `F9.teachers.csv`. Claims
+  `teacher-kl` (Sign): each other kind is closer to p than the deterministic net, at both places.
+- (c) the reliability diagram against p at chain 0's training points (in-sample): confidence
+  max_k p~_k against the true probability of the teacher's top class.
+- (d) E23: the realizable linear student (pinned gauge) trained to its empirical minimiser on the n
+  points with the teacher's targets, against E23 from the teacher function alone (bias
+  F(theta_1) - F* plus variance and cross term over n; `claims.transfer`). Out of sample E23's
+  premise holds (kind E23, Equal). In-sample and cross-fitted the teacher is a function of the
+  student's own sample (in-sample: of the very labels; cross-fitted: fold j's teacher was fitted on
+  the other folds, which the student also trains on), so the comparison is kind E23-coupled
+  (Finding): the gap is the coupling, measured.
+- (e, f) the paper's student (2 x 128 ReLU MLP, batch 1, lr 5e-4, momentum 0.9, float32, epoch
+  shuffling) on the same n points with the in-sample teachers' targets, onehot labels and the exact
+  bcp: end accuracy (beside the Bayes accuracy) and loss noise (detrended std of the validation
+  loss over the last half). Claims: `paper-accuracy` and `paper-noise` (Findings: the paper's
+  "+4.27 %" and "30 % less noise" analogues, Bayesian against the deterministic teacher's
+  student), `loss-noise-ratio` (Sign), `paired-difference` (KD from the teacher closest to p at the
+  training points beats labels; the student of the teacher farther from p has the larger excess risk).
 """
 from __future__ import annotations
 
@@ -41,184 +38,295 @@ import pandas as pd
 
 from .. import claims
 from ..claims import learning as L
-from ..claims import recipes
-from ..plots import band, finish, new_figure
+from ..claims import protocol as P
+from ..plots import finish, new_figure
 from ..plots import learning as lp
 from ..stats import mean_se
+from ..teachers import quality as Q
 from .base import FRAME_COLUMNS, Result, figure
 
 SEED = 9
 REFERENCE = ("onehot", "bcp")
-COLUMNS = [*FRAME_COLUMNS, "claim"]
+MODES = ("in-sample", "cross-fitted", "out-of-sample")
+MARKERS = {"in-sample": "o", "cross-fitted": "s", "out-of-sample": "^"}
+COLUMNS = [*FRAME_COLUMNS, "mode", "claim"]
+METRICS = ("kl", "ece", "overconfidence")
 
 
-def spec(name: str) -> str:
-    """The run's teacher spec of a student label ("ensemble" -> "trained:ensemble"; onehot, bcp as is)."""
-    return name if name in REFERENCE else f"trained:{name}"
+def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, mode: str = "",
+         claim: str = "") -> dict:
+    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, mode=mode, claim=claim)
 
 
-def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, claim: str = "") -> dict:
-    return dict(panel=panel, series=series, kind=kind, x=x, value=value, se=se, claim=claim)
+def fit_base(s: dict, mode: str) -> dict:
+    """The teachers' fit keys in `mode` (shared by the quality, E23 and student claims, so a fitted
+    teacher is reused through the memo)."""
+    return {"task": "paper", "standardize": True, "regime": "finite", "n": s["n"], "seed": SEED, "chains": s["chains"],
+            "teacher_n": s["n"], "teacher_epochs": s["teacher_epochs"], "members": s["members"], "passes": s["passes"],
+            "p_drop": s["p_drop"], "teacher_seed": SEED, "teacher_widths": tuple(s["teacher_widths"]),
+            "folds": s["folds"], "fit_mode": mode, "report_n": s["report_n"], "transfer_mc": s["transfer_mc"]}
 
 
-def base_config(s: dict) -> dict:
-    """Students' and teachers' configuration (teacher spec filled in per claim)."""
-    return {**L.PAPER, "teacher": "onehot", "n": s["n"], "steps": s["n"] * s["epochs"], "chains": s["seeds"],
-            "seed": SEED, "eval_every": s["eval_every"], "eval_n": s["eval_n"], "end_window": s["end_window"],
-            "curve": "val_loss", "detrend": True, "teacher_n": s["teacher_n"], "teacher_epochs": s["teacher_epochs"],
-            "members": s["members"], "passes": s["passes"], "p_drop": s["p_drop"], "teacher_seed": SEED,
-            "report_n": s["report_n"]}
+def linear_config(s: dict, mode: str) -> dict:
+    return {**fit_base(s, mode), "student": "linear", "gauge": "pinned", "newton_steps": 30, "grad_tol": 1e-7}
 
 
-@figure("F9", title="Bayesian teachers", seed=SEED,
-        claims=("teacher-kl", "student-kl", "paired-difference", "loss-noise-ratio", "paper-noise", "paper-accuracy"),
-        summary="Trained teachers vs the true p; their students' excess risk, accuracy and loss noise; the paper's "
-                "30 % less noise and +4.27 % accuracy beside the measurement.")
+def student_config(s: dict) -> dict:
+    """The paper's student on the same n points, in-sample teachers (teacher filled in per claim)."""
+    return {**L.PAPER, **fit_base(s, "in-sample"), "teacher": "onehot", "steps": s["n"] * s["epochs"],
+            "eval_every": s["eval_every"], "eval_n": s["eval_n"], "end_window": s["end_window"], "curve": "val_loss",
+            "detrend": True}
+
+
+def spec_config(cfg: dict, name: str) -> dict:
+    """`cfg` with the student's teacher `name`: onehot / bcp as specs, else a trained label."""
+    return {**cfg, "teacher": name} if name in REFERENCE else P.teacher_config(cfg, name)
+
+
+@figure("F9", title="Trained teachers in the paper's protocol", seed=SEED,
+        claims=("teacher-kl", "E23", "E23-coupled", "paired-difference", "loss-noise-ratio", "paper-noise",
+                "paper-accuracy"),
+        summary="Every teacher kind fitted in-sample, cross-fitted and out-of-sample against the true p; the linear "
+                "student's minimiser against E23 from the teacher function; the paper's student: accuracy and loss "
+                "noise against the deterministic teacher's student and labels.")
 class F9:
     @staticmethod
     def settings(quick: bool) -> dict:
         if quick:
-            return dict(teacher_n=1000, teacher_epochs=20, members=3, passes=16, p_drop=0.1, report_n=2000, n=2000,
-                        epochs=2, seeds=4, eval_every=100, eval_n=1000, end_window=0.1)
-        return dict(teacher_n=5000, teacher_epochs=100, members=5, passes=32, p_drop=0.1, report_n=20000, n=5000,
-                    epochs=4, seeds=6, eval_every=200, eval_n=2500, end_window=0.1)
+            return dict(n=500, chains=2, teacher_widths=(32, 32), teacher_epochs=60, members=3, passes=16, p_drop=0.1,
+                        folds=2, labels=("deterministic", "vi", "laplace"), modes=("in-sample", "out-of-sample"),
+                        report_n=2000, transfer_mc=2**12, students=("deterministic", "vi", "laplace"), epochs=10,
+                        eval_every=50, eval_n=1000, end_window=0.1)
+        return dict(n=1000, chains=4, teacher_widths=(128, 128), teacher_epochs=30, members=3, passes=16, p_drop=0.1,
+                    folds=2, labels=tuple(P.TEACHERS), modes=MODES, report_n=5000, transfer_mc=2**13,
+                    students=("deterministic", "ensemble", "mc_dropout", "laplace", "vi"), epochs=20, eval_every=200,
+                    eval_n=2500, end_window=0.1)
 
     @staticmethod
     def measure(s: dict) -> Result:
-        base = base_config(s)
-        reports = L.quality(base)
-        records = _claims(base, reports)
-        students = _student_table(base, reports)
-        teachers = pd.DataFrame([{"teacher": k, **r.to_dict()} for k, r in reports.items()])
-        rows = _teacher_rows(reports) + _student_rows(base, students, records)
+        teachers = _teacher_table(s)
+        records = _quality_claims(s) + _e23_claims(s)
+        students = _student_table(s, teachers)
+        records += _student_claims(s, teachers)
+        rows = _teacher_rows(teachers) + _e23_rows(records) + _student_rows(students) + _reliability_rows(s)
         return Result(pd.DataFrame(rows, columns=COLUMNS), records, {"teachers": teachers, "students": students},
-                      notes=_notes(records))
+                      notes=_notes(records, teachers, s))
 
     @staticmethod
     def draw(result: Result, s: dict):
-        fig, axes = new_figure(3, 2, width=4.2, height=3.2)
-        f, st = result.frame, result.tables["students"].set_index("teacher")
-        names = [*L.TRAINED, "bcp"]
-        for ax, metric, title in ((axes[0, 0], "kl", "(a) teacher KL(p || p~) (nats)"),
-                                  (axes[0, 1], "ece", "(b) teacher ECE against the true p")):
-            sub = f[(f["panel"] == "teacher") & (f["kind"] == metric)].set_index("series").reindex(names)
-            lp.estimates(ax, names, sub["value"], sub["se"], reference_value=0.0, reference_label="exact p")
-            ax.set_title(title + ", +-2 SE", fontsize=9)
-        tr = st.reindex(list(L.TRAINED))
-        lp.predicted_vs_measured(axes[0, 2], list(tr.index), tr["teacher_kl"], tr["teacher_kl_se"], tr["excess_risk"],
-                                 tr["excess_risk_se"])
-        lp.reference(axes[0, 2], st.loc["onehot", "excess_risk"], se=st.loc["onehot", "excess_risk_se"],
-                     label="onehot student", color="tab:red", ls=":")
-        axes[0, 2].set_xlabel("teacher KL(p || p~) (Prop. 1 prediction)")
-        axes[0, 2].set_ylabel("student excess risk, end (nats)")
-        axes[0, 2].set_title("(c) student vs teacher, +-2 SE", fontsize=9)
-        axes[0, 2].legend(fontsize=6)
-        order = [*L.TRAINED, *REFERENCE]
-        cur = f[f["panel"] == "curves"]
-        for name in order:
-            c = cur[cur["series"] == name]
-            band(axes[1, 0], c["x"], c["value"], c["se"], label=name, color=lp.color(name))
-        axes[1, 0].set_yscale("log")
-        axes[1, 0].set_xlabel("SGD step")
-        axes[1, 0].set_ylabel("student excess risk KL(p || q) (nats)")
-        axes[1, 0].set_title("(d) students, +-2 SE (seeds + eval sample)", fontsize=9)
-        axes[1, 0].legend(fontsize=6)
+        fig, axes = new_figure(3, 2, width=4.4, height=3.4)
+        f = result.frame
+        for ax, where, title in ((axes[0, 0], "train", "(a) teacher KL(p || p~) at the student's training points"),
+                                 (axes[0, 1], "fresh", "(b) teacher KL(p || p~) at fresh points")):
+            _by_mode(ax, f[(f.panel == "teacher") & (f.kind == f"kl_{where}")], list(s["labels"]), s["modes"])
+            ax.set_xscale("log")
+            ax.set_xlabel("KL(p || p~) (nats), +-2 SE over chains")
+            ax.set_title(title, fontsize=8.5)
+        _reliability(axes[0, 2], f[f.panel == "reliability"])
+        _e23(axes[1, 0], f[f.panel == "e23"], s["modes"])
+        st = result.tables["students"].set_index("teacher")
+        order = [*s["students"], *REFERENCE]
         sub = st.reindex(order)
         lp.estimates(axes[1, 1], order, sub["accuracy"], sub["accuracy_se"],
                      reference_value=float(sub["bayes_accuracy"].iloc[0]), reference_label="Bayes accuracy")
-        axes[1, 1].set_title("(e) student accuracy at the end, +-2 SE", fontsize=9)
+        axes[1, 1].set_title("(e) paper's student, end accuracy (in-sample teachers), +-2 SE", fontsize=8.5)
         axes[1, 1].legend(fontsize=6)
         lp.estimates(axes[1, 2], order, sub["noise_detrended"], sub["noise_detrended_se"],
                      reference_value=(1 - L.PAPER_NOISE_REDUCTION) * st.loc["deterministic", "noise_detrended"],
-                     reference_label="paper: 30 % below the deterministic student")
+                     reference_label="paper: 30 % below the deterministic teacher's student")
         axes[1, 2].set_xlabel("val-loss std, last half, detrended")
-        axes[1, 2].set_title("(f) student loss noise, +-2 SE", fontsize=9)
+        axes[1, 2].set_title("(f) paper's student, loss noise, +-2 SE", fontsize=8.5)
         axes[1, 2].legend(fontsize=6)
-        return finish(fig, f"F9: paper task (standardised). Teachers: 2x128 ReLU MLPs on one sample of "
-                           f"{s['teacher_n']:,} labelled points, {s['teacher_epochs']} epochs Adam; ensemble "
-                           f"M={s['members']}, MC dropout p={s['p_drop']:g} S={s['passes']}, last-layer Laplace "
-                           "(probit); "
-                           f"measured against the true p on {s['report_n']:,} fresh points. Students: MLP 2x128, b=1, "
-                           f"lr 5e-4, momentum 0.9, {s['epochs']} epochs over n={s['n']:,} other points per seed, "
-                           f"targets p~(x); {s['seeds']} seeds; eval set of {s['eval_n']:,} points.")
+        return finish(fig, f"F9: paper task (standardised), n={s['n']:,} training points per chain, {s['chains']} chains. "
+                           f"Teachers: ReLU MLPs {s['teacher_widths']}, {s['teacher_epochs']} epochs Adam; in-sample, "
+                           f"cross-fitted ({s['folds']} folds), out-of-sample (an independent n); quality against the "
+                           f"true p, fresh points: {s['report_n']:,}. (d) linear student's minimiser vs E23. (e, f) MLP "
+                           f"2x128, b=1, lr 5e-4, momentum 0.9, {s['epochs']} epochs; eval set {s['eval_n']:,}.")
 
 
-def _claims(base: dict, reports: dict) -> list:
-    """The judged claims (module docstring)."""
-    det, kl = spec("deterministic"), {k: reports[k]["kl"].value for k in L.TRAINED}
-    out = [claims.check("teacher-kl", f"teacher-kl-{b}", base, teacher=spec(b), than=det) for b in L.BAYESIAN]
-    out += [claims.check("student-kl", f"student-kl-{t}", base, teacher=spec(t)) for t in L.TRAINED]
-    for b in L.BAYESIAN:
-        far, near = ("deterministic", b) if kl["deterministic"] >= kl[b] else (b, "deterministic")
-        out.append(claims.check("paired-difference", f"excess-risk-{far}-minus-{near}", base, teacher=spec(far),
-                          than=spec(near), quantity="excess_risk",
-                          basis=f"teacher KL {kl[far]:.3g} > {kl[near]:.3g}: the closer teacher's student is closer"))
-    best = min(L.TRAINED, key=kl.get)
-    out.append(claims.check("paired-difference", f"excess-risk-onehot-minus-{best}", base, teacher="onehot", than=spec(best),
-                      quantity="excess_risk", basis=f"KD from the closest trained teacher ({best}) beats labels"))
-    for b in L.BAYESIAN:
-        out.append(claims.check("loss-noise-ratio", f"noise-deterministic-over-{b}", base, teacher=det, than=spec(b),
-                          reference=1.0, basis="the paper: Bayesian teachers give less noisy students"))
-        out.append(claims.check("paper-noise", f"paper-noise-{b}", base, teacher=spec(b), than=det))
-        out.append(claims.check("paper-accuracy", f"paper-accuracy-{b}", base, teacher=spec(b), than=det,
-                          quantity="accuracy"))
+def _teacher_table(s: dict) -> pd.DataFrame:
+    """Per (label, mode, where): KL, ECE, over-confidence against p, mean +- SE over chains, and fit seconds."""
+    rows = []
+    for mode in s["modes"]:
+        for label in s["labels"]:
+            per = P.chain_quality(P.teacher_config(fit_base(s, mode), label))
+            for where in ("train", "fresh"):
+                est = Q.over_seeds([c[where] for c in per])
+                row = {"teacher": label, "mode": mode, "where": where, "chains": len(per),
+                       "fit_seconds": float(per[0]["train"].train_time)}
+                for m in METRICS:
+                    row[m], row[f"{m}_se"] = est[m].value, est[m].se
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _quality_claims(s: dict) -> list:
+    out = []
+    for mode in s["modes"]:
+        base = fit_base(s, mode)
+        for label in s["labels"]:
+            if label == "deterministic":
+                continue
+            for where in ("train", "fresh"):
+                out.append(claims.make("teacher-kl", f"teacher-kl-{label}-{mode}-{where}",
+                                       **{**P.teacher_config(base, label), "than": "trained:deterministic",
+                                          "where": where}).check())
     return out
 
 
-def _student_table(base: dict, reports: dict) -> pd.DataFrame:
+def _e23_claims(s: dict) -> list:
+    out = []
+    for mode in s["modes"]:
+        kind = "E23" if mode == "out-of-sample" else "E23-coupled"
+        for label in s["labels"]:
+            out.append(claims.make(kind, f"E23-{label}-{mode}", **P.teacher_config(linear_config(s, mode), label)).check())
+    return out
+
+
+def _student_table(s: dict, teachers: pd.DataFrame) -> pd.DataFrame:
     """Per student: end excess risk, accuracy and val loss (SE: seeds + eval sample), loss noise
     (raw, detrended) with SE, its ratio to the deterministic teacher's student, the paired accuracy
-    differences to that student and to the labels' student, and the teacher's KL(p || p~)."""
-    bayes = L.bayes_accuracy(base)
+    differences to that student and to the labels' student, and the teacher's KL at the training points."""
+    base, bayes = student_config(s), L.bayes_accuracy(student_config(s))
+    kl = _training_kl(teachers)
     rows = []
-    for name in [*L.TRAINED, *REFERENCE]:
-        cfg = {**base, "teacher": spec(name)}
-        row: dict = {"teacher": name, "seeds": base["chains"], "eval_n": base["eval_n"], "bayes_accuracy": bayes.value}
+    for name in [*s["students"], *REFERENCE]:
+        cfg = spec_config(base, name)
+        row: dict = {"teacher": name, "seeds": base["chains"], "eval_n": base["eval_n"], "bayes_accuracy": bayes.value,
+                     "teacher_kl_train": kl.get(name, math.nan)}
         for q in ("excess_risk", "accuracy", "val_loss"):
             e = L.end(cfg, q)
-            row[q], row[f"{q}_se"], row[f"{q}_se_eval"] = e.value, e.se, e.info["se_eval"]
+            row[q], row[f"{q}_se"] = e.value, e.se
         for det, suffix in ((False, ""), (True, "_detrended")):
             row["noise" + suffix], row[f"noise{suffix}_se"], _ = mean_se(L.noise({**cfg, "detrend": det}))
-        r = L.noise_ratio({**cfg, "than": spec("deterministic")})
+        r = L.noise_ratio({**cfg, "than": "trained:deterministic"})
         row["noise_ratio_to_deterministic"], row["noise_ratio_to_deterministic_se"] = r.value, r.se
-        for ref in ("deterministic", "onehot"):
-            d = L.paired({**cfg, "than": spec(ref), "quantity": "accuracy"})
-            row[f"accuracy_minus_{ref}"], row[f"accuracy_minus_{ref}_se"] = d.value, d.se
-        rep = reports.get(name)
-        row["teacher_kl"] = rep["kl"].value if rep is not None else math.nan
-        row["teacher_kl_se"] = rep["kl"].se if rep is not None else math.nan
+        for ref in ("trained:deterministic", "onehot"):
+            d = L.paired({**cfg, "than": ref, "quantity": "accuracy"})
+            row[f"accuracy_minus_{ref.split(':')[-1]}"], row[f"accuracy_minus_{ref.split(':')[-1]}_se"] = d.value, d.se
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _teacher_rows(reports: dict) -> list[dict]:
-    return [_row("teacher", name, metric, i, e.value, e.se) for i, (name, rep) in enumerate(reports.items())
-            for metric, e in rep.estimates.items()]
+def _training_kl(teachers: pd.DataFrame) -> dict[str, float]:
+    sel = teachers[(teachers["mode"] == "in-sample") & (teachers["where"] == "train")]
+    return dict(zip(sel["teacher"], sel["kl"]))
 
 
-def _student_rows(base: dict, students: pd.DataFrame, records: list) -> list[dict]:
-    """Excess-risk curves (mean over seeds, SE with the eval term), end values and the Prop. 1 pairs."""
+def _student_claims(s: dict, teachers: pd.DataFrame) -> list:
+    """The paper's claims on its student (module docstring)."""
+    base, kl = student_config(s), _training_kl(teachers)
+    det = "trained:deterministic"
+    out = []
+    for b in [t for t in s["students"] if t != "deterministic"]:
+        cfg = spec_config(base, b)
+        far, near = ("deterministic", b) if kl["deterministic"] >= kl[b] else (b, "deterministic")
+        out.append(claims.check("paired-difference", f"excess-risk-{far}-minus-{near}", spec_config(base, far),
+                                than=spec_config(base, near)["teacher"], quantity="excess_risk",
+                                basis=f"teacher KL at the training points {kl[far]:.3g} > {kl[near]:.3g}"))
+        out.append(claims.check("loss-noise-ratio", f"noise-deterministic-over-{b}", spec_config(base, "deterministic"),
+                                than=cfg["teacher"], reference=1.0, basis="the paper: Bayesian teachers give less noisy students"))
+        out.append(claims.check("paper-noise", f"paper-noise-{b}", cfg, than=det))
+        out.append(claims.check("paper-accuracy", f"paper-accuracy-{b}", cfg, than=det, quantity="accuracy"))
+    best = min(s["students"], key=kl.get)
+    out.append(claims.check("paired-difference", f"excess-risk-onehot-minus-{best}", {**base, "teacher": "onehot"},
+                            than=spec_config(base, best)["teacher"], quantity="excess_risk",
+                            basis=f"KD from the teacher closest to p at the training points ({best}) beats labels"))
+    return out
+
+
+def _teacher_rows(teachers: pd.DataFrame) -> list[dict]:
+    return [_row("teacher", r.teacher, f"{m}_{r.where}", i, getattr(r, m), getattr(r, f"{m}_se"), r.mode)
+            for i, r in enumerate(teachers.itertuples()) for m in METRICS]
+
+
+def _e23_rows(records: list) -> list[dict]:
     rows = []
-    for name in [*L.TRAINED, *REFERENCE]:
-        r = L.run({**base, "teacher": spec(name)})
-        k, m, se, _ = recipes.chain_curve(r, "excess_risk")
-        rows += [_row("curves", name, "excess_risk", int(x), float(a), float(b)) for x, a, b in zip(k, m, se)]
-    for row in students.itertuples():
-        for q in ("excess_risk", "accuracy", "noise_detrended"):
-            rows.append(_row("student", row.teacher, q, row.teacher_kl, getattr(row, q), getattr(row, f"{q}_se")))
     for rec in records:
-        if rec.claim.kind == "student-kl":
-            name = rec.claim.config["teacher"].split(":", 1)[1]
-            rows.append(_row("prop1", name, "student excess risk vs teacher KL", rec.predicted.value,
-                             rec.measured.value, rec.measured.se, rec.claim.id))
+        if rec.claim.kind in ("E23", "E23-coupled") and rec.measured is not None:
+            mode = rec.claim.config["fit_mode"]
+            label = rec.claim.id[len("E23-"):-len(mode) - 1]
+            rows.append(_row("e23", label, "measured vs E23", rec.predicted.value, rec.measured.value, rec.measured.se,
+                             mode, rec.claim.id))
+            rows.append(_row("e23", label, "E23 se", rec.predicted.value, rec.predicted.value, rec.predicted.se, mode,
+                             rec.claim.id))
     return rows
 
 
-def _notes(records: list) -> list[str]:
+def _student_rows(students: pd.DataFrame) -> list[dict]:
+    return [_row("student", r.teacher, q, i, getattr(r, q), getattr(r, f"{q}_se"), "in-sample")
+            for i, r in enumerate(students.itertuples()) for q in ("excess_risk", "accuracy", "noise_detrended")]
+
+
+def _reliability_rows(s: dict) -> list[dict]:
+    """Reliability against p at chain 0's training points, in-sample teachers."""
+    import synthetic
+
+    from ..claims import recipes
+
+    task = synthetic.make_task("paper", standardize=True)
+    base = fit_base(s, "in-sample")
+    x = P.training_points(base)[0]
+    rows = []
+    for label in [t for t in ("deterministic", "vi", "laplace") if t in s["labels"]]:
+        cfg = P.teacher_config(base, label)
+        t = recipes.trained_teacher(cfg, recipes.trained_kind(cfg["teacher"]))
+        for r in Q.reliability(t, x, task.log_bcp(x)).itertuples():
+            if r.count:
+                rows.append(_row("reliability", label, "true prob of top class", r.confidence, r.true_prob,
+                                 r.true_prob_se, "in-sample"))
+    return rows
+
+
+def _by_mode(ax, sub: pd.DataFrame, labels: list[str], modes: tuple[str, ...]) -> None:
+    for j, mode in enumerate(modes):
+        m = sub[sub["mode"] == mode].set_index("series").reindex(labels)
+        lp.estimates(ax, labels, m["value"], m["se"], offset=0.25 * (j - (len(modes) - 1) / 2), fmt=MARKERS[mode],
+                     series=mode)
+    ax.legend(fontsize=6)
+
+
+def _reliability(ax, sub: pd.DataFrame) -> None:
+    for label, g in sub.groupby("series", sort=False):
+        ax.errorbar(g["x"], g["value"], yerr=2 * g["se"], fmt="o-", ms=3, lw=1, color=lp.color(label), label=label)
+    ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.8, label="calibrated against p")
+    ax.set_xlabel("teacher confidence max_k p~_k")
+    ax.set_ylabel("true probability of its top class")
+    ax.set_title("(c) reliability against p, training points (in-sample)", fontsize=8.5)
+    ax.legend(fontsize=6)
+
+
+def _e23(ax, sub: pd.DataFrame, modes: tuple[str, ...]) -> None:
+    m = sub[sub.kind == "measured vs E23"]
+    p = sub[sub.kind == "E23 se"].set_index("claim")["se"]
+    for mode in modes:
+        g = m[m["mode"] == mode]
+        ax.errorbar(g["x"], g["value"], xerr=2 * p.reindex(g["claim"]).to_numpy(), yerr=2 * g["se"], fmt=MARKERS[mode],
+                    ms=4, capsize=2, lw=0.8, label=mode)
+    if len(m):
+        hi = 1.1 * float(max(m["x"].max(), m["value"].max()))
+        ax.plot([0, hi], [0, hi], color="0.5", ls="--", lw=0.8, label="y = x")
+    ax.set_xlabel("E23 from the teacher function (nats)")
+    ax.set_ylabel("linear student's minimiser: excess risk (nats)")
+    ax.set_title("(d) student from teacher (E23), +-2 SE", fontsize=8.5)
+    ax.legend(fontsize=6)
+
+
+def _notes(records: list, teachers: pd.DataFrame, s: dict) -> list[str]:
     out = []
+    for kind in ("teacher-kl", "E23"):
+        v = [r.verdict.verdict for r in records if r.claim.kind == kind]
+        if v:
+            what = "holds" if kind == "teacher-kl" else "agrees"
+            out.append(f"{kind}: {v.count(what)}/{len(v)} {what}.")
     for rec in records:
+        if rec.claim.kind == "E23-coupled" and rec.measured is not None:
+            out.append(f"{rec.claim.id}: measured {rec.measured.value:.4g} +- {rec.measured.se:.2g} vs E23 "
+                       f"{rec.predicted.value:.4g} (z {rec.verdict.z:+.1f}).")
         if rec.claim.kind in ("paper-noise", "paper-accuracy") and rec.measured is not None:
             what = "loss-noise reduction" if rec.claim.kind == "paper-noise" else "accuracy gain"
-            out.append(f"{rec.claim.config['teacher'].split(':', 1)[1]} vs deterministic teacher's student: {what} "
-                       f"{rec.measured.value:.3g} +- {rec.measured.se:.2g} (paper: {rec.predicted.value:g}).")
+            out.append(f"{rec.claim.id}: {what} {rec.measured.value:.3g} +- {rec.measured.se:.2g} "
+                       f"(paper: {rec.predicted.value:g}).")
+    fit = teachers.drop_duplicates(["teacher", "mode"])["fit_seconds"].sum()
+    out.append(f"teacher fitting: {fit:.0f} s in total ({len(s['labels'])} kinds x {len(s['modes'])} modes).")
     return out

@@ -304,7 +304,7 @@ def _transfer(integ: Integrator, ctx: _Context, base: Any, lam: float, notes: li
     est = transfer.transfer_estimate(ctx.student, theta, integ, lambda nodes, idx: [transfer.component(base, lam, nodes)])
     g, b = ctx.g_eff, ctx.batch
     out = {"e23_bias": est.estimate(lambda t: t.bias),
-           "e24_draws_term": est.estimate(lambda t: g * t.trace_C_draws / (4 * b), "E24"),
+           "e24_draws_term": est.estimate(lambda t: t.draws_term(g, b), "E24"),
            "e24_excess_risk": est.estimate(lambda t: t.neighborhood(g, b), "E24")}
     if ctx.n is not None:
         n = ctx.n

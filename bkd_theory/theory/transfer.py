@@ -80,7 +80,8 @@ class Transfer:
         variance_n: tr(H Sigma) / 2, the coefficient of 1/n of the finite-n variance term.
         cross_n: grad F . n E[theta_n - theta_lam], the coefficient of 1/n of the cross term.
         trace_C: tr C at theta_lam (grad^2 per sample); trace_C_draws: its part from `cov_draws`.
-        cross_sgd: grad F . E[delta] per unit gamma / b in the stationary SGD law.
+        cross_sgd: grad F . E[delta] per unit gamma / b in the stationary SGD law; cross_sgd_draws:
+            its part from `cov_draws` (E[delta] is linear in C).
     """
 
     bias: float
@@ -89,6 +90,7 @@ class Transfer:
     trace_C: float
     trace_C_draws: float
     cross_sgd: float
+    cross_sgd_draws: float = 0.0
 
     def finite_n(self, n: int) -> float:
         """E23: E[F(theta_n)] - F* of the minimiser of n frozen points (nats)."""
@@ -97,6 +99,11 @@ class Transfer:
     def neighborhood(self, gamma: float, batch: int = 1) -> float:
         """E24: stationary E[F - F*] of SGD with fresh targets at step gamma, batch b (nats)."""
         return self.bias + gamma / batch * (self.trace_C / 4 + self.cross_sgd)
+
+    def draws_term(self, gamma: float, batch: int = 1) -> float:
+        """E24: the part of `neighborhood` that per-visit draws divide, (gamma / b) [tr C_draws / 4 + its
+        cross term] (nats; it scales as 1 / S)."""
+        return gamma / batch * (self.trace_C_draws / 4 + self.cross_sgd_draws)
 
 
 
@@ -190,9 +197,11 @@ def _t3(M: np.ndarray, q: np.ndarray, phi: np.ndarray, w: np.ndarray, r: int) ->
     return np.einsum("nj,nf->jf", dz.numpy(), phi).reshape(-1)
 
 
-def transfer(student: "Student", theta_star: np.ndarray, nodes: Nodes, parts: Sequence[Component]) -> Transfer:
+def transfer(student: "Student", theta_star: np.ndarray, nodes: Nodes, parts: Sequence[Component], *,
+             sgd: bool = True) -> Transfer:
     """`Transfer` of the teacher components `parts` on exact nodes (points), for a student with a
-    feature model; theta_star `[P]` starts Newton (module docstring for every term)."""
+    feature model; theta_star `[P]` starts Newton (module docstring for every term). `sgd=False`
+    leaves out E24's cross terms (two Lyapunov solves; they are then 0)."""
     from . import stationary
 
     fm = student.feature_model()
@@ -222,11 +231,15 @@ def transfer(student: "Student", theta_star: np.ndarray, nodes: Nodes, parts: Se
     mu = q[:, :r] - tbar[:, :r]
     v = _vec_mean(w, np.einsum("njl,nlk,nk->nj", A, _forms(Hp, phi, r), mu), phi)
     bias_n = Hp @ (v - 0.5 * _t3(Sigma, q, phi, w, r))
-    S1 = stationary.lyapunov_covariance(H, C, 1.0, 1) if np.any(C) else np.zeros_like(C)
+    def cross_sgd(M: np.ndarray) -> float:  # -grad F . H^+ t3(S_1) / 2, S_1: H S + S H = M
+        if not sgd or not np.any(M):
+            return 0.0
+        return float(-0.5 * grad_F @ Hp @ _t3(stationary.lyapunov_covariance(H, M, 1.0, 1), q, phi, w, r))
+
     kl = (p * (np.log(np.maximum(p, 1e-300)) - lq)).sum(1)
     return Transfer(bias=float(w @ kl), variance_n=float(np.sum(H * Sigma)) / 2, cross_n=float(grad_F @ bias_n),
-                    trace_C=float(np.trace(C)), trace_C_draws=float(np.trace(draws)),
-                    cross_sgd=float(-0.5 * grad_F @ Hp @ _t3(S1, q, phi, w, r)))
+                    trace_C=float(np.trace(C)), trace_C_draws=float(np.trace(draws)), cross_sgd=cross_sgd(C),
+                    cross_sgd_draws=cross_sgd(draws))
 
 
 @dataclass(frozen=True)
@@ -249,16 +262,17 @@ class TransferEstimate:
         return Estimate(value, se, f"{what} on {self.method}")
 
 
-def transfer_estimate(student: "Student", theta_star: np.ndarray, integ: Integrator, parts_of: Any) -> TransferEstimate:
+def transfer_estimate(student: "Student", theta_star: np.ndarray, integ: Integrator, parts_of: Any, *,
+                      sgd: bool = True) -> TransferEstimate:
     """`TransferEstimate` over `integ`: `parts_of(nodes, idx)` gives the components on `nodes` (idx:
     their rows in `integ.nodes`, None for the coarse rule), so moments computed once on all nodes
-    are subset for the Monte Carlo batches."""
+    are subset for the Monte Carlo batches; `sgd` as in `transfer`."""
     nodes = integ.nodes
-    full = transfer(student, theta_star, nodes, parts_of(nodes, np.arange(len(nodes))))
+    full = transfer(student, theta_star, nodes, parts_of(nodes, np.arange(len(nodes))), sgd=sgd)
     if integ.coarse is not None:
-        others = (transfer(student, theta_star, integ.coarse, parts_of(integ.coarse, None)),)
+        others = (transfer(student, theta_star, integ.coarse, parts_of(integ.coarse, None), sgd=sgd),)
     else:
-        others = tuple(transfer(student, theta_star, nodes.subset(b), parts_of(nodes.subset(b), b))
+        others = tuple(transfer(student, theta_star, nodes.subset(b), parts_of(nodes.subset(b), b), sgd=sgd)
                        for b in integ.batches)
     return TransferEstimate(full, others, integ.kind, integ.method)
 
