@@ -472,7 +472,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes: every figure in under two minutes in all")
     p.add_argument("--only", default="", help=f"comma-separated figure ids among {','.join(FIGURE_IDS)}")
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
-    p.add_argument("--jobs", type=_integer, default=1, help="figures made in parallel processes (default 1)")
+    p.add_argument("--jobs", type=_integer, default=None,
+                   help="figures made in parallel single-threaded processes (default: one per CPU core)")
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")
 
 

@@ -32,7 +32,7 @@ from ..verdicts import Outcome, Sign
 from . import recipes
 from .base import register_claim
 
-__all__ = ["TEACHERS", "chain_kl", "chain_quality", "teacher_config", "training_points"]
+__all__ = ["TEACHERS", "chain_kl", "chain_quality", "fit_seconds", "teacher_config", "training_points"]
 
 #: figure label -> (registered kind, teacher_kwargs)
 TEACHERS = {"deterministic": ("deterministic", {}), "ensemble": ("ensemble", {}), "mc_dropout": ("mc_dropout", {}),
@@ -48,6 +48,12 @@ def teacher_config(cfg: Mapping[str, Any], label: str) -> dict[str, Any]:
     kind, kw = TEACHERS[label]
     out = {k: v for k, v in cfg.items() if k != "teacher_kwargs"}
     return {**out, "teacher": f"trained:{kind}", **({"teacher_kwargs": dict(kw)} if kw else {})}
+
+
+def fit_seconds(cfgs: Any) -> float:
+    """The total fitting time (seconds) of the trained teachers of configurations `cfgs` (read from
+    the memoised teachers, so nothing is refitted if they were used)."""
+    return float(sum(recipes.trained_teacher(c, recipes.trained_kind(c["teacher"])).train_time for c in cfgs))
 
 
 def training_points(cfg: Mapping[str, Any]) -> list[np.ndarray]:
@@ -131,7 +137,7 @@ def _teacher_kl(cfg: Mapping[str, Any]) -> Outcome:
 
 
 _QUICK = {"task": "paper", "standardize": True, "regime": "finite", "n": 500, "seed": 9, "chains": 2, "teacher_n": 500,
-          "teacher_epochs": 10, "members": 3, "passes": 16, "p_drop": 0.1, "teacher_seed": 9, "report_n": 2000,
+          "teacher_epochs": 60, "members": 3, "passes": 16, "p_drop": 0.1, "teacher_seed": 9, "report_n": 2000,
           "teacher_widths": (32, 32), "fit_mode": "in-sample"}
 register_claim(
     "teacher-kl", tags=("DESIGN 2.2", "2.10"), rule=Sign("+"), predict=lambda cfg: Outcome(0.0, 0.0),

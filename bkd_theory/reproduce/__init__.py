@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import re
 import time
@@ -128,16 +129,17 @@ def _make_one(fig_id: str, quick: bool, out: str, threads: int | None) -> tuple[
     return fig_id, paths, time.perf_counter() - start
 
 
-def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | None = None, jobs: int = 1,
+def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | None = None, jobs: int | None = None,
               progress: bool = False) -> dict[str, list[Path]]:
     """Make the selected figures into `out`, rewriting `out/README.md` after each one (an
     interrupted run keeps every figure it finished).
 
     Args:
         out: output directory (created if missing).
-        quick: small sizes (all ten in a few minutes on 2 cores) instead of full mode.
+        quick: small sizes (every figure in under two minutes on 2 cores) instead of full mode.
         only: figure ids to make (default: all).
-        jobs: figures made at once in separate processes (1 = in this process).
+        jobs: figures made at once in separate single-threaded processes (1 = in this process;
+            default one per CPU core, at most one per figure).
         progress: show a progress bar.
 
     Returns:
@@ -149,10 +151,10 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
 
     from synthetic.validation import positive_int
 
-    jobs = positive_int("jobs", jobs)
+    figures = select(only)
+    jobs = min(len(figures), os.cpu_count() or 1) if jobs is None else positive_int("jobs", jobs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = select(only)
     results: dict[str, tuple[list[Path], float]] = {}
 
     def done(fig_id: str, paths: list[Path], secs: float) -> None:  # the index is rewritten after every figure

@@ -14,7 +14,7 @@ independent sample of n points, the same data budget).
   over chains; ECE against p and the signed over-confidence are in `F9.teachers.csv`. Claims
   `teacher-kl` (Sign): each other kind is closer to p than the deterministic net, at both places.
 - (c) the reliability diagram against p at chain 0's training points (in-sample): confidence
-  max_k p~_k against the true probability of the teacher's top class.
+  max_k p~_k against the true probability of the teacher's top class (bins of >= 20 points).
 - (d) E23: the realizable linear student (pinned gauge) trained to its empirical minimiser on the n
   points with the teacher's targets, against E23 from the teacher function alone (bias
   F(theta_1) - F* plus variance and cross term over n; `claims.transfer`). Out of sample E23's
@@ -41,6 +41,7 @@ from ..claims import learning as L
 from ..claims import protocol as P
 from ..plots import finish, new_figure
 from ..plots import learning as lp
+from ..plots import neighborhood as nb
 from ..stats import mean_se
 from ..teachers import quality as Q
 from .base import FRAME_COLUMNS, Result, figure
@@ -51,6 +52,7 @@ MODES = ("in-sample", "cross-fitted", "out-of-sample")
 MARKERS = {"in-sample": "o", "cross-fitted": "s", "out-of-sample": "^"}
 COLUMNS = [*FRAME_COLUMNS, "mode", "claim"]
 METRICS = ("kl", "ece", "overconfidence")
+RELIABILITY_MIN = 20  # points a reliability bin needs to be drawn
 
 
 def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, mode: str = "",
@@ -110,7 +112,7 @@ class F9:
         records += _student_claims(s, teachers)
         rows = _teacher_rows(teachers) + _e23_rows(records) + _student_rows(students) + _reliability_rows(s)
         return Result(pd.DataFrame(rows, columns=COLUMNS), records, {"teachers": teachers, "students": students},
-                      notes=_notes(records, teachers, s))
+                      notes=_notes(records, s))
 
     @staticmethod
     def draw(result: Result, s: dict):
@@ -120,6 +122,7 @@ class F9:
                                  (axes[0, 1], "fresh", "(b) teacher KL(p || p~) at fresh points")):
             _by_mode(ax, f[(f.panel == "teacher") & (f.kind == f"kl_{where}")], list(s["labels"]), s["modes"])
             ax.set_xscale("log")
+            nb.no_minor_labels(ax)
             ax.set_xlabel("KL(p || p~) (nats), +-2 SE over chains")
             ax.set_title(title, fontsize=8.5)
         _reliability(axes[0, 2], f[f.panel == "reliability"])
@@ -127,16 +130,18 @@ class F9:
         st = result.tables["students"].set_index("teacher")
         order = [*s["students"], *REFERENCE]
         sub = st.reindex(order)
-        lp.estimates(axes[1, 1], order, sub["accuracy"], sub["accuracy_se"],
-                     reference_value=float(sub["bayes_accuracy"].iloc[0]), reference_label="Bayes accuracy")
-        axes[1, 1].set_title("(e) paper's student, end accuracy (in-sample teachers), +-2 SE", fontsize=8.5)
-        axes[1, 1].legend(fontsize=6)
+        for j, ref in enumerate(("deterministic", "onehot")):
+            lp.estimates(axes[1, 1], order, sub[f"accuracy_minus_{ref}"], sub[f"accuracy_minus_{ref}_se"],
+                         offset=0.15 * (2 * j - 1), fmt="os"[j], series=f"minus the {ref} student",
+                         reference_value=0.0 if j else None)
+        axes[1, 1].set_xlabel(f"end accuracy difference, paired (the paper: +{L.PAPER_ACCURACY_GAIN:g})")
+        axes[1, 1].set_title("(e) paper's student, accuracy (in-sample teachers), +-2 SE", fontsize=8.5)
+        axes[1, 1].legend(fontsize=6, loc="upper right")
         lp.estimates(axes[1, 2], order, sub["noise_detrended"], sub["noise_detrended_se"],
-                     reference_value=(1 - L.PAPER_NOISE_REDUCTION) * st.loc["deterministic", "noise_detrended"],
-                     reference_label="paper: 30 % below the deterministic teacher's student")
+                     reference_value=(1 - L.PAPER_NOISE_REDUCTION) * st.loc["deterministic", "noise_detrended"])
         axes[1, 2].set_xlabel("val-loss std, last half, detrended")
-        axes[1, 2].set_title("(f) paper's student, loss noise, +-2 SE", fontsize=8.5)
-        axes[1, 2].legend(fontsize=6)
+        axes[1, 2].set_title("(f) paper's student, loss noise, +-2 SE\n(dashed: the paper's 30 % below the"
+                             " deterministic teacher's)", fontsize=8)
         return finish(fig, f"F9: paper task (standardised), n={s['n']:,} training points per chain, {s['chains']} chains. "
                            f"Teachers: ReLU MLPs {s['teacher_widths']}, {s['teacher_epochs']} epochs Adam; in-sample, "
                            f"cross-fitted ({s['folds']} folds), out-of-sample (an independent n); quality against the "
@@ -145,15 +150,14 @@ class F9:
 
 
 def _teacher_table(s: dict) -> pd.DataFrame:
-    """Per (label, mode, where): KL, ECE, over-confidence against p, mean +- SE over chains, and fit seconds."""
+    """Per (label, mode, where): KL, ECE, over-confidence against p, mean +- SE over chains."""
     rows = []
     for mode in s["modes"]:
         for label in s["labels"]:
             per = P.chain_quality(P.teacher_config(fit_base(s, mode), label))
             for where in ("train", "fresh"):
                 est = Q.over_seeds([c[where] for c in per])
-                row = {"teacher": label, "mode": mode, "where": where, "chains": len(per),
-                       "fit_seconds": float(per[0]["train"].train_time)}
+                row = {"teacher": label, "mode": mode, "where": where, "chains": len(per)}
                 for m in METRICS:
                     row[m], row[f"{m}_se"] = est[m].value, est[m].se
                 rows.append(row)
@@ -272,7 +276,7 @@ def _reliability_rows(s: dict) -> list[dict]:
         cfg = P.teacher_config(base, label)
         t = recipes.trained_teacher(cfg, recipes.trained_kind(cfg["teacher"]))
         for r in Q.reliability(t, x, task.log_bcp(x)).itertuples():
-            if r.count:
+            if r.count >= RELIABILITY_MIN:
                 rows.append(_row("reliability", label, "true prob of top class", r.confidence, r.true_prob,
                                  r.true_prob_se, "in-sample"))
     return rows
@@ -312,7 +316,7 @@ def _e23(ax, sub: pd.DataFrame, modes: tuple[str, ...]) -> None:
     ax.legend(fontsize=6)
 
 
-def _notes(records: list, teachers: pd.DataFrame, s: dict) -> list[str]:
+def _notes(records: list, s: dict) -> list[str]:
     out = []
     for kind in ("teacher-kl", "E23"):
         v = [r.verdict.verdict for r in records if r.claim.kind == kind]
@@ -327,6 +331,6 @@ def _notes(records: list, teachers: pd.DataFrame, s: dict) -> list[str]:
             what = "loss-noise reduction" if rec.claim.kind == "paper-noise" else "accuracy gain"
             out.append(f"{rec.claim.id}: {what} {rec.measured.value:.3g} +- {rec.measured.se:.2g} "
                        f"(paper: {rec.predicted.value:g}).")
-    fit = teachers.drop_duplicates(["teacher", "mode"])["fit_seconds"].sum()
+    fit = P.fit_seconds(P.teacher_config(fit_base(s, m), label) for m in s["modes"] for label in s["labels"])
     out.append(f"teacher fitting: {fit:.0f} s in total ({len(s['labels'])} kinds x {len(s['modes'])} modes).")
     return out

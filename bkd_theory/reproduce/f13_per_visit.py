@@ -14,7 +14,8 @@ stationary accuracy against S, beside the Bayes accuracy (measured only).
 (c) The data budget: a labelled budget of n points for the teacher (out-of-sample: an independent
 sample of n, `fit_mode` out-of-sample) and n for the student, on `paper` (standardised), with the
 realizable linear student trained to its empirical minimiser (`claims.recipes.finite_n`). E23 from
-the teacher function alone (kind E23) for each teacher kind; the labels' student against E18.
+the teacher function alone (kind E23) for every teacher kind of `claims.protocol.TEACHERS`; the
+labels' student against E18.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import math
 import pandas as pd
 
 from .. import claims
+from ..claims import protocol as P
 from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
 from ..threads import single_thread
@@ -30,8 +32,8 @@ from .base import FRAME_COLUMNS, Result, figure, point_seed
 
 SEED = 13
 COLUMNS = [*FRAME_COLUMNS, "claim", "stationary"]
-BUDGET_KINDS = ("deterministic", "ensemble", "laplace", "vi")
-COLORS = {"deterministic": "C3", "ensemble": "C1", "laplace": "C2", "vi": "C0", "onehot": "0.3"}
+BUDGET_KINDS = tuple(P.TEACHERS)
+COLORS = {**{label: f"C{i}" for i, label in enumerate(BUDGET_KINDS)}, "onehot": "0.3"}
 
 
 def _row(panel: str, series: str, kind: str, x: float, value: float, se: float = math.nan, claim: str = "",
@@ -111,9 +113,10 @@ class F13:
         for name in [*s["budget_kinds"], "onehot"]:
             sub = c[c.series == name]
             mm = sub[sub.kind == "measured"]
-            nb.measured_points(axes[0, 2], mm.x, mm.value, mm.se, label=f"{name} measured", color=COLORS[name])
+            color = COLORS[name]
+            nb.measured_points(axes[0, 2], mm.x, mm.value, mm.se, label=name, color=color)
             pp = sub[sub.kind.isin(["E23", "E18"])]
-            nb.prediction(axes[0, 2], pp.x, pp.value, label="_nolegend_", color=COLORS[name])
+            nb.prediction(axes[0, 2], pp.x, pp.value, label="_nolegend_", color=color)
         nb.loglog(axes[0, 2], "data budget n (teacher's and student's points)", "student excess risk (nats)",
                   "(c) data budget: minimiser vs E23 (lines)")
         return finish(fig, f"F13: (a, b) triangle, VI teacher {s['draws_widths']} on {s['teacher_n']} labelled points, "
@@ -161,7 +164,7 @@ def _budget(s: dict) -> tuple[list[dict], list]:
     for i, n in enumerate(s["budget_n"]):
         cfg = budget_config(s, int(n), point_seed(SEED, 100 + i))
         for kind in s["budget_kinds"]:
-            rec = claims.make("E23", f"E23-{kind}-n{n}", **{**cfg, "teacher": f"trained:{kind}"}).check()
+            rec = claims.make("E23", f"E23-{kind}-n{n}", **P.teacher_config(cfg, kind)).check()
             records.append(rec)
             rows += _pair("budget", kind, n, rec, "E23")
         if not s["budget_labels"]:
@@ -175,14 +178,11 @@ def _budget(s: dict) -> tuple[list[dict], list]:
 
 
 def _fit_seconds(s: dict) -> float:
-    """The fitting time of every teacher of the figure (memoised: read, not refitted), seconds."""
-    from ..claims import recipes
-
-    total = recipes.trained_teacher({**draws_config(s), "teacher_draws": s["S"][0]}, "vi").train_time
-    for i, n in enumerate(s["budget_n"]):
-        cfg = budget_config(s, int(n), point_seed(SEED, 100 + i))
-        total += sum(recipes.trained_teacher(cfg, kind).train_time for kind in s["budget_kinds"])
-    return float(total)
+    """The fitting time of every teacher of the figure (seconds, `claims.protocol.fit_seconds`)."""
+    cfgs = [{**draws_config(s), "teacher_draws": s["S"][0]}]
+    cfgs += [P.teacher_config(budget_config(s, int(n), point_seed(SEED, 100 + i)), label)
+             for i, n in enumerate(s["budget_n"]) for label in s["budget_kinds"]]
+    return P.fit_seconds(cfgs)
 
 
 def _pair(panel: str, series: str, x: float, rec, kind: str) -> list[dict]:

@@ -106,7 +106,6 @@ class Transfer:
         return gamma / batch * (self.trace_C_draws / 4 + self.cross_sgd_draws)
 
 
-
 def component(teacher: Any, lam: float, nodes: Nodes, share: float = 1.0) -> Component:
     """The moments of `Mixture(lam, teacher)` on the nodes (`predictions.teacher_moments`). A
     `PerVisit` teacher (S draws per visit) gives tbar = (1 - lam) p + lam pbar and Cov(t | x) =
@@ -183,8 +182,8 @@ def _minimiser(theta0: np.ndarray, tbar: np.ndarray, phi: np.ndarray, w: np.ndar
 
 
 def _t3(M: np.ndarray, q: np.ndarray, phi: np.ndarray, w: np.ndarray, r: int) -> np.ndarray:
-    """grad_theta tr(H(theta) M) at q `[rD]`: the third derivative of the log-partition contracted
-    with M, through the free logits z (d q / d z by autograd)."""
+    """grad_theta tr(H(theta) M) at q `[N, K]` -> `[rD]`: the third derivative of the log-partition
+    contracted with M, through the free logits z (d q / d z by autograd)."""
     forms = torch.from_numpy(_forms(M, phi, r))
     K = q.shape[1]
     lq = torch.from_numpy(np.log(q))
@@ -202,8 +201,6 @@ def transfer(student: "Student", theta_star: np.ndarray, nodes: Nodes, parts: Se
     """`Transfer` of the teacher components `parts` on exact nodes (points), for a student with a
     feature model; theta_star `[P]` starts Newton (module docstring for every term). `sgd=False`
     leaves out E24's cross terms (two Lyapunov solves; they are then 0)."""
-    from . import stationary
-
     fm = student.feature_model()
     if fm is None or not nodes.exact:
         raise ValueError("E23/E24 need a student with a feature model (logits linear in features) and exact points")
@@ -231,15 +228,21 @@ def transfer(student: "Student", theta_star: np.ndarray, nodes: Nodes, parts: Se
     mu = q[:, :r] - tbar[:, :r]
     v = _vec_mean(w, np.einsum("njl,nlk,nk->nj", A, _forms(Hp, phi, r), mu), phi)
     bias_n = Hp @ (v - 0.5 * _t3(Sigma, q, phi, w, r))
-    def cross_sgd(M: np.ndarray) -> float:  # -grad F . H^+ t3(S_1) / 2, S_1: H S + S H = M
-        if not sgd or not np.any(M):
-            return 0.0
-        return float(-0.5 * grad_F @ Hp @ _t3(stationary.lyapunov_covariance(H, M, 1.0, 1), q, phi, w, r))
-
+    cross = (lambda M: _cross_sgd(M, grad_F, H, Hp, q, phi, w, r)) if sgd else (lambda M: 0.0)  # noqa: E731
     kl = (p * (np.log(np.maximum(p, 1e-300)) - lq)).sum(1)
     return Transfer(bias=float(w @ kl), variance_n=float(np.sum(H * Sigma)) / 2, cross_n=float(grad_F @ bias_n),
-                    trace_C=float(np.trace(C)), trace_C_draws=float(np.trace(draws)), cross_sgd=cross_sgd(C),
-                    cross_sgd_draws=cross_sgd(draws))
+                    trace_C=float(np.trace(C)), trace_C_draws=float(np.trace(draws)), cross_sgd=cross(C),
+                    cross_sgd_draws=cross(draws))
+
+
+def _cross_sgd(M: np.ndarray, grad_F: np.ndarray, H: np.ndarray, Hp: np.ndarray, q: np.ndarray, phi: np.ndarray,
+               w: np.ndarray, r: int) -> float:
+    """E24's cross term per unit gamma / b: -grad F . H^+ t3(S_1) / 2 with H S_1 + S_1 H = M (0 for M = 0)."""
+    from . import stationary
+
+    if not np.any(M):
+        return 0.0
+    return float(-0.5 * grad_F @ Hp @ _t3(stationary.lyapunov_covariance(H, M, 1.0, 1), q, phi, w, r))
 
 
 @dataclass(frozen=True)
