@@ -161,3 +161,20 @@ def test_bad_input_names_the_parameter(setup):
         CT.predicted({**claims.defaults("E23-mixture")[0].config}, "draws_coefficient")
     bad = claims.make("E23", "bad", teacher="temperature:2", n=1)  # n < 2 is refused by predict
     assert bad.check().verdict.verdict == "error" and "n" in bad.check().verdict.detail
+
+
+def test_predict_with_a_trained_teacher_equals_the_claims_route():
+    """theory.predict on a trained teacher object (Monte Carlo nodes: it reads x) reports the same
+    E23 as the claims' chain-by-chain route on the same inputs (one out-of-sample teacher)."""
+    from bkd_theory.claims import recipes
+
+    cfg = {"task": "triangle", "standardize": False, "student": "linear", "gauge": "pinned", "regime": "finite",
+           "n": 300, "chains": 2, "seed": 4, "teacher": "trained:deterministic", "teacher_n": 300,
+           "teacher_epochs": 5, "members": 2, "passes": 4, "p_drop": 0.1, "teacher_seed": 4, "teacher_widths": (8,),
+           "transfer_mc": 2**12}
+    teacher = recipes.trained_teacher(cfg, "deterministic")
+    task, student, _ = recipes.objects({**cfg, "teacher": "bcp"})
+    p = theory.predict(task, student, teacher, gamma=0.05, n=300, n_mc=2**12, seed=4, correction=False)
+    claim = CT.predicted(cfg, "finite_n")
+    assert p.e23_excess_risk.value == pytest.approx(claim.value, rel=1e-12)
+    assert p.e23_excess_risk.se == pytest.approx(claim.se, rel=1e-9) and claim.se > 0

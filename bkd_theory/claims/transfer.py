@@ -14,9 +14,12 @@ The prediction reads the teacher function alone. A spec teacher goes through `th
 `transfer_mc` fresh inputs ("theory.inputs" stream), chain by chain: in-sample, chain r's own
 teacher; cross-fitted, chain r's k fold teachers, each weighted by its share of the points (the
 objective is linear in the targets); out-of-sample, one teacher for every chain. The prediction is
-the mean over chains of the chains' E23, its SE the chains' Monte Carlo SEs combined. In-sample the
-teacher was fitted on the very points the student trains on, which the fixed-function premise of
-E23 does not cover: the gap to the measurement is the in-sample effect, reported, not hidden.
+the mean over chains of the chains' E23, on the same fresh inputs, its SE the batch-means SE of
+that mean (`theory.transfer.mean_estimate`: the inputs' error, shared by the chains, counts once).
+In-sample the teacher was fitted on the very points the student trains on, which the fixed-function
+premise of E23 does not cover: the gap to the measurement is the in-sample effect, reported (kind
+E23-coupled), not hidden; cross-fitted, fold j's teacher was fitted on the other folds, which the
+student also trains on, a weaker coupling of the same kind.
 
 Measured: E23 by the replicas' empirical minimisers (`recipes.finite_n`: Newton, exact E_x where the
 task has exact quadrature points, else the evaluation-sample term); E24 by the stationary run
@@ -88,22 +91,20 @@ def _trained(cfg: Mapping[str, Any]) -> Outcome:
     S = int(cfg.get("teacher_draws") or 1)
     fn = {"finite_n": lambda t: t.finite_n(int(cfg["n"])), "neighborhood": lambda t: t.neighborhood(g, b),
           "draws_coefficient": lambda t: S * t.draws_term(g, b)}[cfg["quantity"]]
-    values, ses, parts = [], [], []
+    ests = []
     for chain in chain_components(teacher):
         comps = [transfer.component(t, lam, integ.nodes, share) for t, share in chain]
-        est = transfer.transfer_estimate(student, th, integ, lambda nodes, idx: [transfer.subset(c, idx) for c in comps],
-                                         sgd=cfg["quantity"] != "finite_n")
-        e = est.estimate(fn, "E23" if cfg["quantity"] == "finite_n" else "E24")
-        if cfg["quantity"] == "draws_coefficient" and est.full.trace_C_draws == 0.0:
+        ests.append(transfer.transfer_estimate(student, th, integ,
+                                               lambda nodes, idx: [transfer.subset(c, idx) for c in comps],
+                                               sgd=cfg["quantity"] != "finite_n"))
+        if cfg["quantity"] == "draws_coefficient" and ests[-1].full.trace_C_draws == 0.0:
             raise ValueError(f"teacher {teacher.spec!r} has no per-visit draws: set teacher_draws")
-        values.append(e.value)
-        ses.append(e.se)
-        parts.append({"bias": est.full.bias, "variance_n": est.full.variance_n, "cross_n": est.full.cross_n,
-                      "trace_C": est.full.trace_C, "trace_C_draws": est.full.trace_C_draws})
-    R = len(values)
-    info = {"method": e.method, "chains_predicted": R, "per_chain": parts,
+    e = transfer.mean_estimate(ests, fn, "E23" if cfg["quantity"] == "finite_n" else "E24")
+    parts = [{k: getattr(t.full, k) for k in ("bias", "variance_n", "cross_n", "trace_C", "trace_C_draws")}
+             for t in ests]
+    info = {"method": e.method, "chains_predicted": len(ests), "per_chain": parts,
             "bias": float(np.mean([p["bias"] for p in parts]))}
-    return Outcome(float(np.mean(values)), math.sqrt(float(np.sum(np.square(ses)))) / R, info=info)
+    return Outcome(e.value, e.se, info=info)
 
 
 def _finite_n_measure(cfg: Mapping[str, Any]) -> Outcome:

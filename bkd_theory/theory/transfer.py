@@ -54,7 +54,8 @@ from .integrate import Integrator, Nodes
 if TYPE_CHECKING:  # pragma: no cover
     from ..students import Student
 
-__all__ = ["Component", "Transfer", "TransferEstimate", "component", "subset", "transfer", "transfer_estimate"]
+__all__ = ["Component", "Transfer", "TransferEstimate", "component", "mean_estimate", "subset", "transfer",
+           "transfer_estimate"]
 
 _CHUNK = 4096  # nodes per block of the [N, D^2] feature outer products
 NEWTON_STEPS, NEWTON_TOL = 30, 1e-11
@@ -257,12 +258,19 @@ class TransferEstimate:
 
     def estimate(self, fn: Any, what: str = "E23") -> Estimate:
         """fn(Transfer) -> float with its SE: |fine - coarse| (quadrature) or batch means (Monte Carlo)."""
-        from ..stats import mean_se
+        return mean_estimate([self], fn, what)
 
-        value = float(fn(self.full))
-        each = [float(fn(t)) for t in self.others]
-        se = abs(each[0] - value) if self.kind == "quadrature" else float(mean_se(each)[1])
-        return Estimate(value, se, f"{what} on {self.method}")
+
+def mean_estimate(ests: Sequence[TransferEstimate], fn: Any, what: str = "E23") -> Estimate:
+    """The mean over `ests` (e.g. one per chain, on the same nodes) of fn(Transfer) -> float, with the
+    SE of that mean from the same second look: |fine - coarse| of the means (quadrature) or the
+    batch-means SE of the per-batch means (Monte Carlo), so errors shared through the nodes count once."""
+    from ..stats import mean_se
+
+    value = float(np.mean([fn(e.full) for e in ests]))
+    each = np.mean([[float(fn(t)) for t in e.others] for e in ests], axis=0)
+    se = abs(float(each[0]) - value) if ests[0].kind == "quadrature" else float(mean_se(each)[1])
+    return Estimate(value, se, f"{what} on {ests[0].method}")
 
 
 def transfer_estimate(student: "Student", theta_star: np.ndarray, integ: Integrator, parts_of: Any, *,
