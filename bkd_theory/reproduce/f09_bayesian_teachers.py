@@ -140,8 +140,8 @@ class F9:
         lp.estimates(axes[1, 2], order, sub["noise_detrended"], sub["noise_detrended_se"],
                      reference_value=(1 - L.PAPER_NOISE_REDUCTION) * st.loc["deterministic", "noise_detrended"])
         axes[1, 2].set_xlabel("val-loss std, last half, detrended")
-        axes[1, 2].set_title("(f) paper's student, loss noise, +-2 SE\n(dashed: the paper's 30 % below the"
-                             " deterministic teacher's)", fontsize=8)
+        axes[1, 2].set_title("(f) paper's student, loss noise, +-2 SE\n(dashed: the paper's 30 % below "
+                             "the deterministic)", fontsize=8)
         return finish(fig, f"F9: paper task (standardised), n={s['n']:,} training points per chain, {s['chains']} chains. "
                            f"Teachers: ReLU MLPs {s['teacher_widths']}, {s['teacher_epochs']} epochs Adam; in-sample, "
                            f"cross-fitted ({s['folds']} folds), out-of-sample (an independent n); quality against the "
@@ -318,11 +318,10 @@ def _e23(ax, sub: pd.DataFrame, modes: tuple[str, ...]) -> None:
 
 def _notes(records: list, s: dict) -> list[str]:
     out = []
-    for kind in ("teacher-kl", "E23"):
+    for kind, what, word in (("teacher-kl", "holds", "hold"), ("E23", "agrees", "agree")):
         v = [r.verdict.verdict for r in records if r.claim.kind == kind]
         if v:
-            what = "holds" if kind == "teacher-kl" else "agrees"
-            out.append(f"{kind}: {v.count(what)}/{len(v)} {what}.")
+            out.append(f"{kind}: {v.count(what)}/{len(v)} {word}.")
     for rec in records:
         if rec.claim.kind == "E23-coupled" and rec.measured is not None:
             out.append(f"{rec.claim.id}: measured {rec.measured.value:.4g} +- {rec.measured.se:.2g} vs E23 "
