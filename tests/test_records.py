@@ -66,3 +66,21 @@ def test_save_load_round_trip(tmp_path):
 def test_load_rejects_other_directories(tmp_path):
     with pytest.raises(ValueError, match="path"):
         Run.load(tmp_path)
+
+
+def test_a_biased_teacher_relaxes_at_half_the_rate():
+    """F - F* of a biased teacher is linear in the mean offset, which decays as exp(-lam decay); an
+    unbiased one's is quadratic, exp(-2 lam decay) (`stats.unrelaxed_fraction`). The record says
+    which, and `auto_steps` gives a biased teacher twice the steps (same gamma and mu)."""
+    from bkd_theory.claims import recipes
+    from bkd_theory.stats import unrelaxed_fraction
+
+    assert unrelaxed_fraction(np.array([0.3]), 1.0, 2.0, order=1) == pytest.approx(math.exp(-0.6), rel=1e-15)
+    assert unrelaxed_fraction(np.array([0.3]), 1.0, 2.0) == pytest.approx(math.exp(-1.2), rel=1e-15)
+    common = dict(task="triangle", student="linear", gamma=0.05, steps=20, chains=2, eval_every=10, dtype="float64")
+    assert sgd.run(teacher="temperature:2", **common).relaxation["order"] == 1
+    assert sgd.run(teacher="onehot", **common).relaxation["order"] == 2
+    cfg = {"task": "triangle", "student": "linear", "gauge": "pinned", "seed": 0, "gamma": 0.05, "steps": "auto",
+           "burn": 2.5, "min_steps": 10, "eval_every": 10}
+    biased, unbiased = (recipes.auto_steps({**cfg, "teacher": t}) for t in ("temperature:2", "onehot"))
+    assert abs(biased - 2 * unbiased) <= 10  # both rounded up to a multiple of eval_every
