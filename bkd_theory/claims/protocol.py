@@ -10,8 +10,8 @@ Quality by chain (`chain_quality`): chain r's teacher (`claims.transfer.chain_co
 in-sample teacher, its k fold teachers, or the one out-of-sample teacher) measured against p at
 chain r's training points (the targets the student sees there; a cross-fitted point's target comes
 from the fold teacher not fitted on it) and at `report_n` fresh points shared by every chain and
-teacher (`teachers.quality`, stream "teacher.quality"; fold teachers are averaged per point with
-their shares). Means over chains with the SE across chains (`teachers.quality.over_seeds`).
+teacher (`teachers.quality`, stream "teacher.quality"; fold teachers are averaged per point, as
+`teachers.quality.quality_at` does). Means over chains with the SE across chains (`teachers.quality.over_seeds`).
 
     teacher-kl   KL(p || p~_than) - KL(p || p~_teacher) > 0 at `where` ("train" or "fresh"): paired
                  per point and chain; SE = the spread across chains combined with the per-point
@@ -98,7 +98,7 @@ def _chain_quality(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def chain_kl(cfg: Mapping[str, Any], where: str) -> list[np.ndarray]:
     """Per chain, KL(p || p~) at each point `[N]` (nats) at `where`: "train" (the chain's training
-    points, its targets there) or "fresh" (the shared fresh points, fold teachers weighted by share)."""
+    points, its targets there) or "fresh" (the shared fresh points, fold teachers averaged)."""
     return _chain_kl({**_keys(cfg), "where": where})
 
 
@@ -117,7 +117,7 @@ def _chain_kl(cfg: Mapping[str, Any]) -> list[np.ndarray]:
         return [quality.pointwise_metrics(teacher, x, task.log_bcp(x))["kl"] for x in training_points(cfg)]
     xf, _, lpf = quality._eval_sample(task, int(cfg["report_n"]), int(cfg["teacher_seed"]))
     chains = chain_components(teacher)
-    per = [sum(share * quality.pointwise_metrics(t, xf, lpf)["kl"] for t, share in chain) for chain in chains]
+    per = [np.mean([quality.pointwise_metrics(t, xf, lpf)["kl"] for t, _ in chain], axis=0) for chain in chains]
     return per if len(per) > 1 else per * int(cfg["chains"])
 
 

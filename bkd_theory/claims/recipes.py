@@ -73,6 +73,13 @@ def objects(cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     return s.task, s.student, s.base_teacher
 
 
+def task_student(cfg: Mapping[str, Any]) -> tuple[Any, Any]:
+    """(task, student) of a configuration, in float64, whatever its teacher (a "trained:<kind>" spec
+    included: the pair does not depend on it)."""
+    task, student, _ = objects({**cfg, "teacher": "bcp"})
+    return task, student
+
+
 THEORY_KEYS = ("task", "student", "gauge", "features", "standardize", "teacher", "gamma", "batch", "momentum", "n", "seed",
                "optimizer", "beta1", "beta2", "eps", "lam")
 
@@ -309,7 +316,7 @@ def _quadrature(task: str, standardize: bool) -> Any:
     """The task's quadrature integrator (`theory.integrate.quadrature`), built once per task."""
     from ..theory.integrate import quadrature
 
-    return quadrature(objects({"task": task, "standardize": standardize, "teacher": "bcp"})[0])
+    return quadrature(task_student({"task": task, "standardize": standardize})[0])
 
 
 def expected_kl(cfg: Mapping[str, Any], theta: torch.Tensor) -> tuple[np.ndarray, float, str]:
@@ -319,7 +326,7 @@ def expected_kl(cfg: Mapping[str, Any], theta: torch.Tensor) -> tuple[np.ndarray
     variance term (2.9 (c)): the SD over the inputs of the row-averaged KL, over sqrt(EVAL_MC)."""
     from ..losses import kl_divergence
 
-    task, student, _ = objects(cfg)
+    task, student = task_student(cfg)
     quad = _quadrature(str(cfg["task"]), bool(cfg.get("standardize", False)))
     if quad is not None and quad.nodes.exact:
         x, p, w, how = quad.nodes.x, quad.nodes.p, quad.nodes.w, "exact E_x (quadrature points)"
@@ -448,8 +455,7 @@ def training_teacher(cfg: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     kind = trained_kind(cfg["teacher"])
     if kind is None:
         return objects(cfg)
-    task, student, _ = objects({**cfg, "teacher": "bcp"})
-    return task, student, with_lam(trained_teacher(cfg, kind), float(cfg.get("lam", 1.0)))
+    return (*task_student(cfg), with_lam(trained_teacher(cfg, kind), float(cfg.get("lam", 1.0))))
 
 
 def minimisers(cfg: Mapping[str, Any]) -> torch.Tensor:
@@ -491,7 +497,7 @@ def finite_n(cfg: Mapping[str, Any]) -> Outcome:
     """Excess risk F(theta_n) - F* of the empirical minimisers (`minimisers`) over independent
     replicas (`chains`), with the SE across replicas combined with the evaluation error (`expected_kl`)."""
     theta, grad = _minimisers(training_config(cfg))
-    kl, se_e, how = expected_kl({**cfg, "teacher": "bcp"} if trained_kind(cfg["teacher"]) else cfg, theta)
+    kl, se_e, how = expected_kl(cfg, theta)
     value, se_r, R = mean_se(kl)
     info = {"replicas": R, "se_replicas": se_r, "se_eval": se_e, "eval_error": how, "max_grad_norm": grad}
     return Outcome(value, math.hypot(se_r, se_e), info=info)

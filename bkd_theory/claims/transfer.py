@@ -70,10 +70,8 @@ def predicted(cfg: Mapping[str, Any], quantity: str) -> Outcome:
             raise ValueError("the 1/S coefficient of E24 needs a trained teacher sampled per visit (teacher_draws)")
         return recipes.prediction(cfg, {"finite_n": "e23_excess_risk", "neighborhood": "e24_excess_risk"}[quantity])
     keys = {**recipes.training_config(cfg), "transfer_mc": int(cfg.get("transfer_mc", TRANSFER_MC)),
-            "gamma": float(cfg.get("gamma", 1.0)), "batch": int(cfg.get("batch", 1)), "n": cfg.get("n"),
+            "gamma": float(cfg.get("gamma", 1.0)), "batch": int(cfg.get("batch", 1)),
             "momentum": float(cfg.get("momentum", 0.0)), "quantity": quantity}
-    for k in ("regime", "first_chain"):
-        keys.setdefault(k, cfg.get(k, "finite" if k == "regime" else 0))
     return _trained(keys)
 
 
@@ -83,7 +81,7 @@ def _trained(cfg: Mapping[str, Any]) -> Outcome:
     from ..theory.predictions import theta_star
 
     kind = recipes.trained_kind(cfg["teacher"])
-    task, student, _ = recipes.objects({**cfg, "teacher": "bcp"})
+    task, student = recipes.task_student(cfg)
     teacher, lam = recipes.trained_teacher(cfg, kind), float(cfg["lam"])
     integ = integrate.monte_carlo(task, int(cfg["transfer_mc"]), int(cfg["seed"]))
     th = theta_star(task, student).numpy()
@@ -105,10 +103,6 @@ def _trained(cfg: Mapping[str, Any]) -> Outcome:
     info = {"method": e.method, "chains_predicted": len(ests), "per_chain": parts,
             "bias": float(np.mean([p["bias"] for p in parts]))}
     return Outcome(e.value, e.se, info=info)
-
-
-def _finite_n_measure(cfg: Mapping[str, Any]) -> Outcome:
-    return recipes.finite_n(cfg)
 
 
 def draws_points(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -143,14 +137,14 @@ def _draws_measure(cfg: Mapping[str, Any]) -> Outcome:
 _E23 = {**TRIANGLE, "teacher": "mixture:0.5:temperature:2", "n": 400, "chains": 2500, "newton_steps": 12,
         "grad_tol": 1e-9}
 register_claim(
-    "E23", tags=("E23",), rule=Equal(), predict=lambda cfg: predicted(cfg, "finite_n"), measure=_finite_n_measure,
+    "E23", tags=("E23",), rule=Equal(), predict=lambda cfg: predicted(cfg, "finite_n"), measure=recipes.finite_n,
     statement="{teacher} frozen targets, n={n}: the minimiser's excess risk = F(theta_lam) - F* + "
               "[tr(H Sigma) / 2 + cross term] / n (E23)",
     defaults={"E23-mixture": _E23,
               "E23-floor": {**_E23, "teacher": "temperature:2", "n": 50, "chains": 64}})
 register_claim(
     "E23-coupled", tags=("E23",), rule=Finding(), predict=lambda cfg: predicted(cfg, "finite_n"),
-    measure=_finite_n_measure,
+    measure=recipes.finite_n,
     statement="{teacher} fitted {fit_mode} on the student's n={n} points: the minimiser's excess risk beside E23 "
               "from the teacher function (E23 assumes a teacher independent of the training points)")
 register_claim(

@@ -28,7 +28,7 @@ from ..claims import protocol as P
 from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
 from ..threads import single_thread
-from .base import FRAME_COLUMNS, Result, figure, point_seed
+from .base import FRAME_COLUMNS, Result, figure, pair_rows, point_seed
 
 SEED = 13
 COLUMNS = [*FRAME_COLUMNS, "claim", "stationary"]
@@ -137,10 +137,7 @@ def _draws(s: dict) -> tuple[list[dict], list]:
         rec = claims.make("E24", f"E24-vi-S{c['teacher_draws']}", **c).check()
         records.append(rec)
         S = c["teacher_draws"]
-        if rec.measured is not None:
-            rows += [_row("draws", "vi", "measured", S, rec.measured.value, rec.measured.se, rec.claim.id,
-                          rec.measured.stationary),
-                     _row("draws", "vi", "E24", S, rec.predicted.value, rec.predicted.se, rec.claim.id)]
+        rows += pair_rows("draws", "vi", S, rec, "E24")
         acc = claims.recipes.stationary(c, "accuracy")
         rows.append(_row("accuracy", "vi", "measured", S, acc.value, acc.se, "", acc.stationary))
     rows.append(_row("accuracy", "vi", "Bayes accuracy", math.nan, _bayes_accuracy(base)))
@@ -166,14 +163,14 @@ def _budget(s: dict) -> tuple[list[dict], list]:
         for kind in s["budget_kinds"]:
             rec = claims.make("E23", f"E23-{kind}-n{n}", **P.teacher_config(cfg, kind)).check()
             records.append(rec)
-            rows += _pair("budget", kind, n, rec, "E23")
+            rows += pair_rows("budget", kind, n, rec, "E23")
         if not s["budget_labels"]:
             continue
         labels = {k: v for k, v in cfg.items() if not k.startswith("teacher") and k not in ("fit_mode", "members",
                                                                                           "passes", "p_drop")}
         rec = claims.make("E18", f"E18-onehot-n{n}", **{**labels, "teacher": "onehot"}).check()
         records.append(rec)
-        rows += _pair("budget", "onehot", n, rec, "E18")
+        rows += pair_rows("budget", "onehot", n, rec, "E18")
     return rows, records
 
 
@@ -183,13 +180,6 @@ def _fit_seconds(s: dict) -> float:
     cfgs += [P.teacher_config(budget_config(s, int(n), point_seed(SEED, 100 + i)), label)
              for i, n in enumerate(s["budget_n"]) for label in s["budget_kinds"]]
     return P.fit_seconds(cfgs)
-
-
-def _pair(panel: str, series: str, x: float, rec, kind: str) -> list[dict]:
-    if rec.measured is None:
-        return []
-    return [_row(panel, series, "measured", x, rec.measured.value, rec.measured.se, rec.claim.id),
-            _row(panel, series, kind, x, rec.predicted.value, rec.predicted.se, rec.claim.id)]
 
 
 def _notes(records: list) -> list[str]:
