@@ -3,7 +3,10 @@
 Naive baseline (as research notebooks do it): one model at a time, batch 1, an `nn.Linear` or a
 2x128 ReLU `nn.Sequential`, autograd and `torch.optim.SGD`, on pre-drawn data tensors. Its data and
 targets are drawn before the clock starts (this favours the baseline); the engine draws fresh
-points and teacher targets inside its timed loop (online regime). The baseline runs fewer chains
+points and teacher targets inside its timed loop (online regime), with the reference numpy feed and
+with the torch feed (`feed="torch"`: per-chain torch generators, other random numbers; the timed
+run spans several pages of the feed, so drawing the next page overlaps training, as in any run of
+more than one page). The baseline runs fewer chains
 and steps than the engine; both are reported as chain-steps per second (one chain-step = one SGD
 update of one chain), so the ratio compares like with like. A third rate, `grad`, times
 `student.batch_grad` alone on pre-drawn data: the gap between it and the engine is the data feed,
@@ -22,7 +25,7 @@ once), and `flop cs/s` = peak / flops, the limit of a loop that keeps a block of
 (the binding limit once the memory traffic is blocked away). `of flop` = engine / flop bound says
 how far from the machine's limit each path is.
 
-Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N] [--json]
+Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N] [--device D] [--json]
 With --json the last line printed is one JSON object with every rate, ratio, bound and the
 machine's load average at the start and the end.
 """
@@ -60,18 +63,24 @@ class Case:
     base_chains: int
     base_steps: int
     gamma: float
+    feed: str = "numpy"
 
 
 def cases(quick: bool) -> list[Case]:
-    # engine steps are multiples of the feed's page (256 samples per chain), so no drawn data is wasted
+    # engine steps are multiples of the feed's page (1024 samples per chain at batch 1), so no drawn
+    # data is wasted; several pages, so the next page is drawn while this one trains
     if quick:
         return [
-            Case("linear, paper task", "linear", 1000, 256, 2, 300, 1e-3),
-            Case("mlp 2x128, paper task", "mlp", 64, 128, 2, 300, 5e-4),
+            Case("linear, numpy feed", "linear", 1000, 2048, 2, 300, 1e-3),
+            Case("linear, torch feed", "linear", 1000, 2048, 2, 300, 1e-3, "torch"),
+            Case("mlp 2x128, numpy feed", "mlp", 64, 1024, 2, 300, 5e-4),
+            Case("mlp 2x128, torch feed", "mlp", 64, 1024, 2, 300, 5e-4, "torch"),
         ]
     return [
-        Case("linear, paper task", "linear", 1000, 1024, 4, 1000, 1e-3),
-        Case("mlp 2x128, paper task", "mlp", 64, 768, 4, 1000, 5e-4),
+        Case("linear, numpy feed", "linear", 1000, 4096, 4, 1000, 1e-3),
+        Case("linear, torch feed", "linear", 1000, 4096, 4, 1000, 1e-3, "torch"),
+        Case("mlp 2x128, numpy feed", "mlp", 64, 3072, 4, 1000, 5e-4),
+        Case("mlp 2x128, torch feed", "mlp", 64, 3072, 4, 1000, 5e-4, "torch"),
     ]
 
 
@@ -162,13 +171,15 @@ def naive_rate(case: Case, task, teacher, seed: int) -> float:
     return case.base_chains * case.base_steps / elapsed
 
 
-def engine_rate(case: Case, seed: int, instruments: list, profile: bool) -> tuple[float, str]:
-    """Chain-steps/s of `bkd_theory.sgd.run` (online, float32, batch 1), after a short warm-up."""
+def engine_rate(case: Case, seed: int, instruments: list, profile: bool, device: str = "cpu") -> tuple[float, str]:
+    """Chain-steps/s of `bkd_theory.sgd.run` (online, float32, batch 1, the case's feed, on `device`),
+    after a short warm-up; the clock includes the run's set-up and its record."""
     from bkd_theory import sgd
 
     init = "perturbed" if case.student == "linear" else "random"
     common = dict(task="paper", standardize=True, student=case.student, teacher="onehot", gamma=case.gamma,
-                  batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32")
+                  batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32",
+                  feed=case.feed, device=device)
     sgd.run(steps=5, eval_every=5, instruments=[], **common)  # warm-up: imports, allocations
     prof = cProfile.Profile() if profile else None
     start = time.perf_counter()
@@ -277,20 +288,22 @@ def engine_table(args: argparse.Namespace, task, teacher, machine: Machine) -> t
               f"{'naive cs/s':>12}{'ratio':>9}{'flop/cs':>10}{'byte/cs':>10}{'mem cs/s':>13}{'flop cs/s':>14}{'of flop':>9}")
     print(header)
     print("-" * len(header))
-    out, profiles = {}, []
+    out, profiles, naive = {}, [], {}
     for case in cases(args.quick):
-        eng, prof = engine_rate(case, args.seed, [], args.profile)
+        eng, prof = engine_rate(case, args.seed, [], args.profile, args.device)
         few = [Distance(Every(max(1, case.steps // 10))), ExcessRisk(Every(max(1, case.steps // 10)))]
-        eng_few, _ = engine_rate(case, args.seed, few, False)
-        kern = grad_rate(case, task, teacher, args.seed)
-        base = naive_rate(case, task, teacher, args.seed)
+        eng_few, _ = engine_rate(case, args.seed, few, False, args.device)
+        if case.student not in naive:  # one baseline and one kernel rate per student, shared by both feeds
+            naive[case.student] = naive_rate(case, task, teacher, args.seed), grad_rate(case, task, teacher, args.seed)
+        base, kern = naive[case.student]
         flops, nbytes, p = cost(case.student, task.dim, task.num_classes)
         mem, lim = bounds(machine, flops, nbytes)
         print(f"{case.label:<24}{case.chains:>6}{case.steps:>7}{eng:>14,.0f}{eng_few:>15,.0f}{kern:>13,.0f}{base:>12,.0f}"
               f"{eng / base:>8.1f}x{flops:>10,.0f}{nbytes:>10,.0f}{mem:>13,.0f}{lim:>14,.0f}{eng / lim:>9.2%}")
         in_cache = case.chains * p * 4 <= machine.l2_bytes
-        out["linear" if case.student == "linear" else "mlp"] = {
-            "ratio": eng / base, "engine_cs_per_s": eng, "naive_cs_per_s": base, "grad_cs_per_s": kern,
+        key = ("linear" if case.student == "linear" else "mlp") + ("" if case.feed == "torch" else "_numpy_feed")
+        out[key] = {
+            "feed": case.feed, "device": args.device, "ratio": eng / base, "engine_cs_per_s": eng, "naive_cs_per_s": base, "grad_cs_per_s": kern,
             "with_instruments_cs_per_s": eng_few, "instrument_share": 1.0 - eng_few / eng, "chains": case.chains,
             "steps": case.steps, "naive_chains": case.base_chains, "naive_steps": case.base_steps,
             "flops_per_cs": flops, "bytes_per_cs": nbytes, "memory_bound_cs_per_s": mem,
@@ -331,6 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch intra-op threads for both engine and baseline (default 1: the batch-1 baseline "
                          "cannot use more, and idle spinning threads distort timings on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="device of the engine runs (the baseline runs on the CPU)")
     ap.add_argument("--json", action="store_true", help="print one JSON object with every number as the last line")
     args = ap.parse_args(argv)
     load_start = os.getloadavg()
@@ -338,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     task = make_task("paper", standardize=True)
     teacher = parse_teacher("onehot")
     machine = measure_machine()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, batch 1, onehot targets, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, engine on {args.device}, float32, batch 1, onehot targets, "
           f"paper task (K={task.num_classes}, d={task.dim}, standardised)")
     print(f"machine: {machine.flops / 1e9:.1f} GFLOP/s float32 GEMM peak, {machine.bandwidth / 1e9:.1f} GB/s triad "
           f"bandwidth, L2 {machine.l2_bytes // 1024} KiB; load average {load_start[0]:.2f} at the start")

@@ -80,6 +80,13 @@ class Init(StrEnum):
     RANDOM = "random"
 
 
+class DataFeed(StrEnum):
+    """Where the SGD loop's online inputs and targets are drawn (`engine.feed`)."""
+
+    NUMPY = "numpy"
+    TORCH = "torch"
+
+
 class Sampling(StrEnum):
     """Minibatch sampling from a finite training set."""
 
@@ -152,6 +159,13 @@ class Config:
         return type(self).from_dict({**self.to_dict(), **{k: _plain(v) for k, v in changes.items()}})
 
     def config_hash(self) -> str:
-        """Return a 16-hex-digit SHA-256 of the canonical JSON form; stable across runs and machines."""
-        canon = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        """Return a 16-hex-digit SHA-256 of the canonical JSON form; stable across runs and machines.
+
+        A field marked `metadata["hash_omit_default"]` (one added after results were stored) is left
+        out of the form while it has its default, so configurations that predate it keep their hash."""
+        data = self.to_dict()
+        for f in dataclasses.fields(self):
+            if f.metadata.get("hash_omit_default") and data[f.name] == _plain(f.default):
+                del data[f.name]
+        canon = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(f"{type(self).__name__}:{canon}".encode()).hexdigest()[:16]

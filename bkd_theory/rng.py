@@ -4,7 +4,8 @@ Every generator is `PCG64(SeedSequence(seed, spawn_key=KEY))`. Keys never overla
 independent:
 - run-wide streams (the evaluation sample, shared by all chains): `run_streams(seed)`, key `(0,)`;
 - chain `r`'s streams: `chain_streams(seed, r)`, key `(1, r)`. So chain r draws the same numbers
-  whether it runs alone or beside other chains;
+  whether it runs alone or beside other chains; the torch data feed's two torch generators are the
+  next children of the same key, `(1, r, 6)` and `(1, r, 7)` (`torch_feed_generators`);
 - an instrument's (or a shared need's) own stream for chain r: `instrument_stream(seed, name, r)`,
   key `(3, crc32(name), r)`: adding or reordering instruments changes no other instrument's numbers;
 - one-off consumers (theory's Monte Carlo, teacher fitting, figures, claims) by name from `KEYS`:
@@ -102,11 +103,14 @@ class Streams:
     torch: torch.Generator
 
 
+def _torch_generator(ss: np.random.SeedSequence) -> torch.Generator:
+    return torch.Generator().manual_seed(int(ss.generate_state(1, np.uint64)[0]) & ((1 << 63) - 1))
+
+
 def _build(ss: np.random.SeedSequence) -> Streams:
     children = ss.spawn(len(STREAM_NAMES) + 1)
     gens = {name: np.random.Generator(np.random.PCG64(c)) for name, c in zip(STREAM_NAMES, children)}
-    tseed = int(children[-1].generate_state(1, np.uint64)[0]) & ((1 << 63) - 1)
-    return Streams(**gens, torch=torch.Generator().manual_seed(tseed))
+    return Streams(**gens, torch=_torch_generator(children[-1]))
 
 
 def run_streams(seed: int) -> Streams:
@@ -117,6 +121,16 @@ def run_streams(seed: int) -> Streams:
 def chain_streams(seed: int, chain: int) -> Streams:
     """Return chain `chain`'s streams for `seed`; independent of how many chains run."""
     return _build(np.random.SeedSequence(_check_seed(seed), spawn_key=(_CHAIN, _check_index("chain", chain))))
+
+
+def torch_feed_generators(seed: int, chain: int) -> tuple[torch.Generator, torch.Generator]:
+    """Chain `chain`'s torch generators of the torch data feed: (inputs and labels, teacher noise),
+    children 6 and 7 of the chain's key (after `STREAM_NAMES` and `Streams.torch`); independent of
+    every other stream and of how many chains run. CPU generators, so a page is the same on every device."""
+    base = (_CHAIN, _check_index("chain", chain))
+    first = len(STREAM_NAMES) + 1
+    return tuple(_torch_generator(np.random.SeedSequence(_check_seed(seed), spawn_key=(*base, first + j)))
+                 for j in range(2))  # type: ignore[return-value]
 
 
 def generator(seed: int, *key_path: int) -> np.random.Generator:

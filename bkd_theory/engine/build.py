@@ -18,7 +18,7 @@ from ..students import Student, build_student
 from ..students.base import dtype_name
 from ..teachers import Teacher, parse_teacher, with_lam
 from ..teachers.fitbase import check_task
-from .config import RunConfig
+from .config import RunConfig, check_device
 from .optim import UpdateRule, build_optimizer
 
 __all__ = ["Setup", "build"]
@@ -99,4 +99,7 @@ def build(config: RunConfig | Task | None = None, student: Student | str | None 
         raise ValueError(f"student {student_obj.spec!r} has K={student_obj.num_classes}, d={student_obj.dim}; "
                          f"task {cfg.task!r} has K={task.num_classes}, d={task.dim}")
     base = check_task(teacher_obj if teacher_obj is not None else parse_teacher(cfg.teacher), task)
+    device = check_device(cfg.device)
+    if student_obj.device != device:
+        student_obj.to_device(device)
     return Setup(cfg, task, student_obj, with_lam(base, cfg.lam), base, build_optimizer(cfg))

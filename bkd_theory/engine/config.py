@@ -13,11 +13,12 @@ import math
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from synthetic import validation
 from synthetic.registry import Registry
 
-from ..config import Config, Features, Gauge, Init, NoiseMode, Regime, Sampling
+from ..config import Config, DataFeed, Features, Gauge, Init, NoiseMode, Regime, Sampling
 from ..students.base import as_dtype, dtype_name
 
 #: step-size schedules: name -> factory of c(k) from the spec's parameters (strings)
@@ -70,6 +71,31 @@ def _temperature(value: Any) -> float:
     return v
 
 
+def device_name(value: Any) -> str:
+    """The canonical device string ("cpu", "cuda", "cuda:1"); ValueError naming `device` otherwise.
+    Whether the device exists is checked when a run is built (`check_device`)."""
+    try:
+        dev = torch.device(str(value).strip().lower()) if isinstance(value, (str, torch.device)) else None
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    return str(dev) if dev.type == "cuda" else "cpu"
+
+
+def check_device(name: str) -> torch.device:
+    """The torch device of a run; ValueError naming `device` when it is not present on this machine."""
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={name!r}: no CUDA device here (torch {torch.__version__}, "
+                             f"torch.cuda.is_available() is False); use device='cpu'")
+        if (dev.index or 0) >= count:
+            raise ValueError(f"device={name!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    return dev
+
+
 def _f(default: Any, help: str, **meta: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, **meta})
 
@@ -115,12 +141,17 @@ class RunConfig(Config):
     eval_every: int = _f(100, "instrument period in steps >= 1")
     eval_n: int = _f(2000, "evaluation-sample size >= 1")
     dtype: str = _f("float64", "parameter dtype", choices=("float32", "float64"))
+    feed: DataFeed = _f(DataFeed.NUMPY, "online data feed: numpy (the reference streams) or torch (per-chain torch "
+                        "generators in the run's dtype: faster, other random numbers)", hash_omit_default=True)
+    device: str = _f("cpu", "torch device of the parameters and instruments: cpu or cuda[:N] (pages are drawn on "
+                     "the CPU and copied, so a seed gives the same data on every device)", hash_omit_default=True)
 
     def __post_init__(self) -> None:
         put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         for name, enum in (("gauge", Gauge), ("features", Features), ("regime", Regime), ("sampling", Sampling),
-                           ("noise", NoiseMode), ("init", Init)):
+                           ("noise", NoiseMode), ("init", Init), ("feed", DataFeed)):
             put(name, enum.coerce(getattr(self, name), name))
+        put("device", device_name(self.device))
         for name in ("task", "student", "teacher", "schedule", "dtype"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")

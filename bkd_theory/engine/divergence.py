@@ -59,12 +59,12 @@ class Divergence:
     def start(cls, theta0: torch.Tensor, theta_star: torch.Tensor | None, num_classes: int) -> "Divergence":
         """The rule for chains starting at `theta0` `[R, P]` (theta_star `[P]` or None)."""
         t0 = theta0.detach().to(torch.float64)
-        ref = torch.zeros(t0.shape[1], dtype=torch.float64) if theta_star is None else \
-            theta_star.detach().to(torch.float64).reshape(-1)
+        ref = torch.zeros(t0.shape[1], dtype=torch.float64, device=t0.device) if theta_star is None else \
+            theta_star.detach().to(t0).reshape(-1)
         d0 = ((t0 - ref) ** 2).sum(dim=1)
         bound = torch.linalg.vector_norm(ref) + torch.sqrt(DIST_RATIO * torch.clamp(d0, min=DIST_FLOOR))
         bound = torch.clamp(torch.nan_to_num(bound, nan=0.0), max=torch.finfo(theta0.dtype).max)  # an inf norm is flagged
-        return cls(ref, bound.to(theta0.dtype), d0.numpy().copy(), math.log(num_classes))
+        return cls(ref, bound.to(theta0.dtype), d0.cpu().numpy().copy(), math.log(num_classes))
 
     def within(self, theta: torch.Tensor) -> torch.Tensor:
         """`[R]` bool: the chain meets neither rule 1 nor rule 2 (NaN and inf norms compare False)."""

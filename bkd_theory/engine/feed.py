@@ -6,6 +6,13 @@ part of the stream layout (like a spawn key): it depends on b only, never on R o
 draws only from its own streams: training set and online inputs (`data`), teacher noise
 (`teacher`), minibatch indices (`sgd`). Every target comes from `teacher.sample(p, y, rng, x=x)`; with a
 KD temperature (E22) the label and the soft part come apart (`engine.kd`) and a page's targets are `KDTargets`.
+
+Two feeds (`RunConfig.feed`): "numpy", the reference streams (every committed figure), and "torch"
+(`TorchFeed`), which draws the online inputs, labels and targets with per-chain torch generators
+(`rng.torch_feed_generators`) in the run's dtype: the same laws, other random numbers, no numpy on
+the hot path for tasks with class Gaussians and teachers with a torch form (`Teacher.torch_form`);
+anything else falls back to the chain's numpy streams. Pages are drawn on the CPU and copied to the
+run's device, so a seed gives the same inputs and targets on every device.
 """
 from __future__ import annotations
 
@@ -16,9 +23,10 @@ import torch
 
 from synthetic.base import Task
 
-from ..config import Regime, Sampling
-from ..rng import Streams
+from ..config import DataFeed, Regime, Sampling
+from ..rng import Streams, torch_feed_generators
 from ..students.kd import KDTargets
+from ..students.linear import torch_features
 from ..teachers import TargetSource, Teacher
 from .config import RunConfig
 from .kd import KDDraw
@@ -40,6 +48,7 @@ class Feed:
         self.steps_per_page = max(1, PAGE_SAMPLES // self.b)
         # E22: the Hinton loss at a student temperature needs the label and the soft part apart (`engine.kd`)
         self.kd = None if cfg.kd_temperature is None else KDDraw(teacher, cfg.kd_temperature)
+        self.law = teacher if self.kd is None else self.kd.base  # the law whose `sample` the feed calls
         if cfg.regime == Regime.FINITE:
             x_train, self.sources, self.queues, self.labels = [], [], [], []
             for s in streams:
@@ -77,11 +86,10 @@ class Feed:
                 # on how many rows are in the call, and chain r must not depend on R
                 x, y = self.task.sample(m, s.data)
                 X[:, r] = x.reshape(L, b, -1)
-                if self.kd is not None:
-                    h, t = self.kd.draw(self.task.bcp(x), y, s.teacher, x)
-                    hard[:, r], T[:, r] = h.reshape(L, b, -1), t.reshape(L, b, -1)
-                    continue
-                T[:, r] = self.teacher.sample(self.task.bcp(x), y, s.teacher, x=x).reshape(L, b, -1)
+                h, t = self.draw_targets(x, y, s)
+                T[:, r] = t.reshape(L, b, -1)
+                if h is not None:
+                    hard[:, r] = h.reshape(L, b, -1)
             return torch.from_numpy(X), self._targets(hard, T)
         idx = np.stack([self.indices(r, m) for r in range(R)])  # [R, m]
         for r, (src, s) in enumerate(zip(self.sources, self.streams)):
@@ -93,5 +101,98 @@ class Feed:
         x = self.x_train[torch.arange(R)[:, None], torch.from_numpy(idx)]
         return x.reshape(R, L, b, -1).transpose(0, 1).contiguous(), self._targets(hard, T)
 
+    def draw_targets(self, x: np.ndarray, y: np.ndarray, s: Streams) -> tuple[np.ndarray | None, np.ndarray]:
+        """Fresh targets `[m, K]` for one chain's inputs x `[m, d]` and labels y `[m]` from its teacher
+        stream: (None, t), or (hard, soft) with a KD temperature. p = task.bcp(x) is computed only
+        for a law that reads it (`Teacher.reads_p`; otherwise a uniform placeholder of its shape)."""
+        K = self.task.num_classes
+        p = self.task.bcp(x) if self.law.reads_p else np.full((len(x), K), 1.0 / K)
+        if self.kd is not None:
+            return self.kd.draw(p, y, s.teacher, x)
+        return None, self.teacher.sample(p, y, s.teacher, x=x)
+
     def _targets(self, hard: np.ndarray | None, T: np.ndarray) -> torch.Tensor | KDTargets:
         return torch.from_numpy(T) if hard is None else KDTargets(torch.from_numpy(hard), torch.from_numpy(T), self.kd.T)
+
+
+def torch_log_bcp(task: Task) -> tuple[torch.Tensor, str] | None:
+    """(W `[K, F+1]` float64, features) with log p(x) = log_softmax(W (phi(x), 1)) (the task's
+    `logit_weights`, linear features first), or None when the task declares neither."""
+    for features in ("linear", "quadratic"):
+        try:
+            return torch.from_numpy(np.asarray(task.logit_weights(features), dtype=np.float64)), features
+        except (ValueError, NotImplementedError):
+            continue
+    return None
+
+
+class TorchFeed(Feed):
+    """The torch data feed (module docstring): online pages drawn with chain r's torch generators.
+
+    Inputs: y ~ Cat(pi), x = mu_y + sqrt(v_y) z, z ~ N(0, I) in the run's dtype, from the task's
+    `class_gaussians` (else the task's numpy `sample` from the chain's data stream). Targets: the
+    teacher's `draw_torch` with p from the task's `logit_weights` (in float64, cast), else its numpy
+    `sample` from the chain's teacher stream. The finite regime is the numpy feed's (its hot path is
+    already a gather of the drawn training set).
+    """
+
+    def __init__(self, cfg: RunConfig, task: Task, teacher: Teacher, streams: Sequence[Streams], dtype: torch.dtype,
+                 chains: Sequence[int]):
+        super().__init__(cfg, task, teacher, streams, dtype)
+        if len(chains) != len(streams):
+            raise ValueError(f"chains must give one index per stream, got {len(chains)} for {len(streams)}")
+        self.generators = [torch_feed_generators(cfg.seed, int(c)) for c in chains]
+        gauss = task.class_gaussians()
+        self.gauss = None if gauss is None else (
+            torch.tensor(np.array(gauss[0]), dtype=torch.float64), torch.tensor(np.array(gauss[1]), dtype=dtype),
+            torch.as_tensor(np.sqrt(np.broadcast_to(gauss[2], np.shape(gauss[1]))), dtype=dtype))
+        self.bcp_weights = torch_log_bcp(task) if self.law.reads_p else None
+        self.torch_targets = self.kd is None and self.law.torch_form and (self.bcp_weights is not None or not self.law.reads_p)
+
+    def next_page(self) -> tuple[torch.Tensor, torch.Tensor | KDTargets]:
+        if self.cfg.regime != Regime.ONLINE:
+            return super().next_page()
+        L, b, R, K = self.steps_per_page, self.b, len(self.streams), self.task.num_classes
+        X = torch.empty(L, R, b, self.task.dim, dtype=self.dtype)
+        T = torch.empty(L, R, b, K, dtype=self.dtype)
+        hard = None if self.kd is None else torch.empty_like(T)
+        for r in range(R):
+            x, y = self._inputs(r, L * b)
+            X[:, r] = x.view(L, b, -1)
+            h, t = self._torch_targets(r, x, y)
+            T[:, r] = t.view(L, b, -1)
+            if h is not None:
+                hard[:, r] = h.view(L, b, -1)
+        return X, (T if hard is None else KDTargets(hard, T, self.kd.T))
+
+    def _inputs(self, r: int, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chain r's next m inputs `[m, d]` (run dtype) and labels `[m]` (int64)."""
+        if self.gauss is None:
+            x, y = self.task.sample(m, self.streams[r].data)
+            return torch.from_numpy(x).to(self.dtype), torch.from_numpy(y)
+        pi, mu, sd = self.gauss
+        gen = self.generators[r][0]
+        y = torch.multinomial(pi, m, replacement=True, generator=gen)
+        z = torch.randn(m, mu.shape[1], generator=gen, dtype=self.dtype)
+        return torch.addcmul(mu[y], sd[y], z), y
+
+    def _torch_targets(self, r: int, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Chain r's targets for (x, y): the teacher's torch form, or its numpy `sample` (module docstring)."""
+        K = self.task.num_classes
+        if self.torch_targets:
+            p = None
+            if self.bcp_weights is not None:
+                W, features = self.bcp_weights
+                phi = torch_features(x.to(torch.float64), features)
+                p = torch.softmax(phi @ W[:, :-1].T + W[:, -1], dim=-1)  # one chain per call: R-independent
+            return None, self.law.draw_torch(p, y, self.generators[r][1], x=x, num_classes=K, dtype=self.dtype)
+        h, t = self.draw_targets(x.to(torch.float64).numpy(), y.numpy(), self.streams[r])
+        return (None if h is None else torch.from_numpy(h).to(self.dtype)), torch.from_numpy(t).to(self.dtype)
+
+
+def make_feed(cfg: RunConfig, task: Task, teacher: Teacher, streams: Sequence[Streams], dtype: torch.dtype,
+              chains: Sequence[int]) -> Feed:
+    """The data feed the configuration names (`RunConfig.feed`)."""
+    if cfg.feed == DataFeed.TORCH:
+        return TorchFeed(cfg, task, teacher, streams, dtype, chains)
+    return Feed(cfg, task, teacher, streams, dtype)

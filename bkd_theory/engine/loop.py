@@ -40,7 +40,7 @@ from ..rng import chain_streams, run_streams
 from .build import Setup, build
 from .config import RunConfig, parse_schedule
 from .divergence import Divergence
-from .feed import Feed
+from .feed import make_feed
 from .resources import Limits, check, run_cost
 
 __all__ = ["Loop", "run"]
@@ -69,20 +69,21 @@ class Loop:
         self.instruments = _instruments(cfg, instruments)
         self.chains = np.arange(cfg.first_chain, cfg.first_chain + cfg.chains)
         self.streams = [chain_streams(cfg.seed, int(c)) for c in self.chains]
-        self.eval_set = EvalSet.from_task(task, cfg.eval_n, run_streams(cfg.seed).data, student.dtype)
+        self.device = student.device  # engine.build put the student on the run's device
+        self.eval_set = EvalSet.from_task(task, cfg.eval_n, run_streams(cfg.seed).data, student.dtype).to(self.device)
         try:
-            self.theta_star: torch.Tensor | None = student.optimum(task)
+            self.theta_star: torch.Tensor | None = student.optimum(task).to(self.device)
         except ValueError:
             self.theta_star = None
         if self.theta_star is None and cfg.init in (Init.OPTIMUM, Init.PERTURBED):
             raise ValueError(f"init={cfg.init.value!r} needs a realizable student; {student.spec!r} has no theta* "
                              f"on task {cfg.task!r}")
-        self.theta = student.init_params(cfg.init, cfg.chains, task, self.streams, cfg.init_scale)
+        self.theta = student.init_params(cfg.init, cfg.chains, task, self.streams, cfg.init_scale).to(self.device)
         self.spare = torch.empty_like(self.theta)
-        self.feed = Feed(cfg, task, setup.teacher, self.streams, student.dtype)
+        self.feed = make_feed(cfg, task, setup.teacher, self.streams, student.dtype, self.chains)
         self.factor = parse_schedule(cfg.schedule)
         setup.optimizer.start(self.theta)
-        self.active = torch.ones(cfg.chains, dtype=torch.bool)
+        self.active = torch.ones(cfg.chains, dtype=torch.bool, device=self.device)
         self.diverged = torch.full((cfg.chains,), -1, dtype=torch.int64)
         self.reasons = [""] * cfg.chains
         self.rule, self.stopped = Divergence.start(self.theta, self.theta_star, task.num_classes), False
@@ -112,13 +113,13 @@ class Loop:
                 if isinstance(values, PerPoint):
                     steps_p, vals_p = self.points.setdefault(quantity, ([], []))
                     steps_p.append(step)
-                    vals_p.append(values.points.detach().to(torch.float64).numpy().copy())
+                    vals_p.append(values.points.detach().to("cpu", torch.float64).numpy().copy())
                     values = values.values
                 steps_q, vals_q = self.records.setdefault(quantity, ([], []))
                 steps_q.append(step)
-                vals_q.append(torch.as_tensor(values).detach().to(torch.float64).reshape(R).numpy().copy())
+                vals_q.append(torch.as_tensor(values).detach().to("cpu", torch.float64).reshape(R).numpy().copy())
                 now[quantity] = vals_q[-1]
-        blown = torch.from_numpy(self.rule.observed(now)) & self.active
+        blown = torch.from_numpy(self.rule.observed(now)).to(self.device) & self.active
         if bool(blown.any()):  # rule 3: stopped from this step on, at its current theta
             self._stop(blown, step, lambda r: "excess_risk")
             self.active &= ~blown
@@ -127,6 +128,7 @@ class Loop:
     def _stop(self, newly: torch.Tensor, step: int, why: Any) -> None:
         """Record `step` and the reason `why(r)` for the chains `newly` `[R]` bool."""
         self.stopped = True
+        newly = newly.cpu()
         self.diverged[newly] = step
         for r in torch.nonzero(newly).flatten().tolist():
             self.reasons[r] = why(r)
@@ -155,18 +157,25 @@ class Loop:
             self.observe(0)
             # the next page is drawn in the background while this one trains; only that thread touches
             # the chain streams, in the same order as without it, so results do not depend on `prefetch`
-            pending = pool.submit(self.feed.next_page) if prefetch else None
+            pending = pool.submit(self.page) if prefetch else None
             while k < cfg.steps:
-                xs, ts = pending.result() if prefetch else self.feed.next_page()
+                xs, ts = pending.result() if prefetch else self.page()
                 todo = min(len(xs), cfg.steps - k)
                 if prefetch and k + todo < cfg.steps:
-                    pending = pool.submit(self.feed.next_page)
+                    pending = pool.submit(self.page)
                 for i in range(todo):
                     self.advance(k, xs[i], ts[i])
                     k += 1
                     self.observe(k)
                 bar.update(todo)
         return self.record()
+
+    def page(self) -> tuple[torch.Tensor, Any]:
+        """The feed's next page (drawn on the CPU), on the run's device."""
+        xs, ts = self.feed.next_page()
+        if self.device.type == "cpu":
+            return xs, ts
+        return xs.to(self.device), ts.to(device=self.device)
 
     def relaxation(self) -> dict[str, Any] | None:
         """The eigenvalues of H at theta* (on its range; of P^1/2 H P^1/2 for a preconditioned rule,
@@ -178,7 +187,11 @@ class Loop:
         from ..theory import constants
 
         method = "linear" if s.student.feature_model() is not None else "fisher"
-        H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
+        s.student.to_device("cpu")  # the theory works in numpy on the CPU
+        try:
+            H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
+        finally:
+            s.student.to_device(self.device)
         how = f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"
         null = constants.null_basis(s.student)
         order = 2 if s.teacher.unbiased else 1  # a biased teacher's F - F* is linear in the mean offset (stats)
@@ -193,7 +206,7 @@ class Loop:
         return Run(config=self.cfg.to_dict(), seed=self.cfg.seed, versions=versions(),
                    wall_time=time.perf_counter() - self.t0, diverged_step=self.diverged.numpy().copy(),
                    diverged_reason=list(self.reasons), divergence=self.rule.describe(),
-                   theta_final=self.theta.detach().to(torch.float64).numpy().copy(), chains=self.chains.copy(),
+                   theta_final=self.theta.detach().to("cpu", torch.float64).numpy().copy(), chains=self.chains.copy(),
                    records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()},
                    points={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.points.items()},
                    relaxation=self.relaxation())
@@ -206,12 +219,12 @@ def _preconditioned(H: np.ndarray, null: np.ndarray, decay: dict[int, Any], how:
     exact for a constant P and conservative when P_k varies. None when D_K is not finite and positive."""
     from ..theory import constants
 
-    last = torch.as_tensor(decay[max(decay)], dtype=torch.float64).numpy()
+    last = torch.as_tensor(decay[max(decay)], dtype=torch.float64).cpu().numpy()
     if not np.all(np.isfinite(last)) or last.max() <= 0:
         return None
     ref = last / last.max()
     ev = constants.preconditioned_curvature(H, null, ref).eigenvalues
-    steps = {k: float(np.min(torch.as_tensor(v, dtype=torch.float64).numpy() / ref)) for k, v in decay.items()}
+    steps = {k: float(np.min(torch.as_tensor(v, dtype=torch.float64).cpu().numpy() / ref)) for k, v in decay.items()}
     return {"eigenvalues": ev, "decay": steps,
             "method": how + "; preconditioned: eigenvalues of P^1/2 H P^1/2, P the run's mean diagonal preconditioner"}
 
@@ -233,6 +246,8 @@ def run(config: RunConfig | Any | None = None, student: Any | None = None, teach
             names (`bkd info`) observing every `eval_every` steps.
         progress: show a tqdm progress bar.
         prefetch: draw the next page of inputs and targets in a background thread (same results).
+            The `RunConfig` fields `feed` ("numpy" | "torch") and `device` ("cpu" | "cuda[:N]") choose
+            the data feed and where the chains compute (`engine.feed`).
         threads: torch intra-op threads while the loop runs (restored afterwards); None leaves the
             setting alone. The default 1 is fastest here: per-step tensors are small.
         limits: the resource limits checked before any work (`engine.resources`: 4 GiB of estimated

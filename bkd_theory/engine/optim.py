@@ -141,7 +141,8 @@ class Adam(UpdateRule):
         if self._denom is None or self.k == 0:
             raise ValueError("rate: Adam has not taken a step yet")
         inv = self._denom[active].reciprocal()
-        return inv.mean(0) if len(inv) else torch.zeros(self._denom.shape[1], dtype=self._denom.dtype)
+        return inv.mean(0) if len(inv) else torch.zeros(self._denom.shape[1], dtype=self._denom.dtype,
+                                                        device=self._denom.device)
 
 
 def build_optimizer(config: "Settings") -> UpdateRule:

@@ -54,6 +54,10 @@ class EvalSet:
         return cls(x=torch.as_tensor(x, dtype=dtype), y=torch.as_tensor(y, dtype=torch.int64),
                    p=torch.as_tensor(np.exp(log_p), dtype=dtype), log_p=torch.as_tensor(log_p, dtype=dtype))
 
+    def to(self, device: torch.device | str) -> "EvalSet":
+        """The same sample with its tensors on `device`."""
+        return EvalSet(*(getattr(self, f).to(device) for f in ("x", "y", "p", "log_p")))
+
 
 class StreamBank:
     """Per-chain generators by name: `bank(name)` is the list of R generators of that consumer.

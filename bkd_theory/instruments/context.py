@@ -142,8 +142,9 @@ def probe(ctx: "StepContext", param: str | None) -> tuple[torch.Tensor, torch.Te
         x, y = ctx.task.sample(m, gen)
         xs.append(x)
         ts.append(ctx.teacher.sample(ctx.task.bcp(x), y, gen, x=x))
-    dtype = ctx.student.dtype
-    return torch.as_tensor(np.stack(xs), dtype=dtype), torch.as_tensor(np.stack(ts), dtype=dtype)
+    dtype, device = ctx.student.dtype, ctx.theta.device
+    return (torch.as_tensor(np.stack(xs), dtype=dtype, device=device),
+            torch.as_tensor(np.stack(ts), dtype=dtype, device=device))
 
 
 def slices(x: torch.Tensor, t: torch.Tensor) -> Callable[[int], tuple[torch.Tensor, torch.Tensor]]:
@@ -180,4 +181,4 @@ def grad_moments_at_optimum(ctx: "StepContext", param: str | None) -> Any:
 
 def nan_values(ctx: "StepContext") -> torch.Tensor:
     """NaN for every chain `[R]`."""
-    return torch.full((ctx.theta.shape[0],), math.nan, dtype=ctx.theta.dtype)
+    return torch.full((ctx.theta.shape[0],), math.nan, dtype=ctx.theta.dtype, device=ctx.theta.device)

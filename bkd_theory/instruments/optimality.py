@@ -31,7 +31,7 @@ class Distance(Scheduled):
     def observe(self, ctx: StepContext) -> dict[str, torch.Tensor]:
         """Return {"dist2": `[R]`}."""
         if ctx.theta_star is None:
-            return {"dist2": torch.full((ctx.theta.shape[0],), float("nan"), dtype=ctx.theta.dtype)}
+            return {"dist2": torch.full((ctx.theta.shape[0],), float("nan"), dtype=ctx.theta.dtype, device=ctx.theta.device)}
         diff = ctx.student.identifiable(ctx.theta - ctx.theta_star.to(ctx.theta))
         return {"dist2": mask_inactive((diff * diff).sum(dim=-1), ctx.active)}
 

@@ -90,6 +90,7 @@ class Student(abc.ABC):
     Attributes:
         spec: a short name for records ("linear", "mlp:64x64:tanh", "module:ResTanh").
         num_params: P. num_classes: K. dim: d. dtype: parameter dtype.
+        device: the torch device inputs are moved to (`to_device`; the CPU unless a run sets it).
     """
 
     spec: str
@@ -97,12 +98,19 @@ class Student(abc.ABC):
     num_classes: int
     dim: int
     dtype: torch.dtype
+    device: torch.device = torch.device("cpu")
+
+    def to_device(self, device: torch.device | str) -> "Student":
+        """Compute on `device` from now on (inputs are moved there by every method); returns self.
+        A subclass holding tensors of its own (e.g. a module's buffers) moves them too."""
+        self.device = torch.device(device)
+        return self
 
     def _t(self, a: Any) -> torch.Tensor:
         if isinstance(a, KDTargets):  # the paths that accept them convert with kd.as_targets instead
             raise ValueError("targets: KDTargets (a KD temperature, E22) are taken by per_sample_grads, batch_grad and "
                              "sgd_step only; hessian and the other cross-entropy (E1) paths need a target tensor")
-        return torch.as_tensor(a, dtype=self.dtype)
+        return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
     # ------------------------------------------------------------------ the model
     @abc.abstractmethod
@@ -161,7 +169,7 @@ class Student(abc.ABC):
         N = self.gauge_basis()
         if N.shape[1] == 0:
             return delta
-        Nt = torch.as_tensor(N, dtype=delta.dtype)
+        Nt = torch.as_tensor(N, dtype=delta.dtype, device=delta.device)
         return delta - (delta @ Nt) @ Nt.T
 
     # ------------------------------------------------------------------ initial parameters

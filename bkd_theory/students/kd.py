@@ -56,9 +56,10 @@ class KDTargets:
     def shape(self) -> torch.Size:
         return self.hard.shape
 
-    def to(self, dtype: torch.dtype) -> "KDTargets":
-        """The same targets in `dtype`."""
-        return KDTargets(torch.as_tensor(self.hard, dtype=dtype), torch.as_tensor(self.soft, dtype=dtype), self.T)
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "KDTargets":
+        """The same targets in `dtype` and on `device` (None: as they are)."""
+        return KDTargets(torch.as_tensor(self.hard, dtype=dtype, device=device),
+                         torch.as_tensor(self.soft, dtype=dtype, device=device), self.T)
 
 
 def as_targets(t: Any, dtype: torch.dtype) -> torch.Tensor | KDTargets:

@@ -164,7 +164,7 @@ class Linear(Student):
         # d q_k / d W_jf = q_k (delta_kj - q_j) xt_f, for the free rows j < K'.
         xt = self.xt(x)  # [N, F+1]
         q = torch.softmax(self._logits(self._t(theta)[None], xt[None])[0], dim=-1)  # [N, K]
-        eye = torch.eye(self.num_classes, dtype=self.dtype)[:, : self.rows]
+        eye = torch.eye(self.num_classes, dtype=self.dtype, device=xt.device)[:, : self.rows]
         a = q[:, :, None] * (eye[None] - q[:, None, : self.rows])  # [N, K, K']
         return (a[..., None] * xt[:, None, None, :]).reshape(len(xt), self.num_classes, self.num_params)
 

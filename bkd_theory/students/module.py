@@ -93,6 +93,13 @@ class ModuleStudent(Student):
         self._jac = vmap(jacrev(lambda flat, x: torch.softmax(one(flat, x), dim=-1)), in_dims=(None, 0))
 
     # ------------------------------------------------------------------ plumbing
+    def to_device(self, device: torch.device | str) -> "ModuleStudent":
+        """Compute on `device`: the module's buffers move there too; returns self."""
+        super().to_device(device)
+        self.module.to(self.device)
+        self.buffers = {n: b for n, b in self.module.named_buffers()}
+        return self
+
     def _probe_shapes(self, dim: int | None, num_classes: int | None) -> tuple[int, int]:
         first = next(p for p in self.module.parameters())
         d = dim if dim is not None else (first.shape[-1] if first.ndim == 2 else None)

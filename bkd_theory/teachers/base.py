@@ -17,6 +17,10 @@ and registers itself with `@register_law("name", params=(...))` (teachers/__init
 also declare its covariance in closed form, `_cov_form()`, as a combination of the standard forms
 (`CovForm`), which lets the theory use the students' closed forms (E6-E11) for it.
 
+A law may also draw in torch, for the torch data feed (`engine.feed`): it sets `torch_form = True`
+and implements `_draw_torch(p, y, generator, x, num_classes, dtype)` (p, y, x tensors, p None when
+`reads_p` is False). Laws without it are drawn by `sample` from the chain's numpy teacher stream.
+
 Composite teachers (`Mixture`, `MC`) and teachers of x override the x-aware level
 `_draw(p, y, rng, x)`, `_mean_at(p, x)`, `_cov_at(p, x)`, `_cross_at(p, x)`, whose defaults apply
 the law hooks to `_source(p, x)`: p itself for a law, p~(x) for a `FunctionTeacher`.
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
+import torch
 
 from synthetic.validation import probability_vectors
 
@@ -139,6 +144,9 @@ class Teacher(abc.ABC):
         sums_to_one: every draw has sum(t) = 1 (False for additive noise, which leaves the simplex).
         moments_exact: `mean`/`cov` are closed forms (False for clipped noise).
         needs_x: `sample` and the moments read x (a teacher of x, or a composite over one).
+        reads_p: `sample` reads the values of p (False: only its shape, e.g. onehot; the data feed
+            then skips computing p and passes a uniform placeholder).
+        torch_form: `draw_torch` is implemented (`_draw_torch`).
     """
 
     name: str = ""
@@ -149,6 +157,8 @@ class Teacher(abc.ABC):
     sums_to_one: bool = True
     moments_exact: bool = True
     needs_x: bool = False
+    reads_p: bool = True
+    torch_form: bool = False
 
     @property
     def _needs_rng(self) -> bool:  # t is random given (p, y); onehot and smoothing are not
@@ -190,6 +200,28 @@ class Teacher(abc.ABC):
         if self._needs_rng and not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy Generator for the stochastic teacher {self.spec!r}, got {rng!r}")
         return self._draw(pf, yf, rng, xf).reshape(*batch, pf.shape[-1])
+
+    def draw_torch(self, p: torch.Tensor | None, y: torch.Tensor, generator: torch.Generator, *,
+                   x: torch.Tensor | None, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+        """Draw one target per row in torch (the torch data feed).
+
+        Args:
+            p: BCPs `[M, K]` of x (None allowed when `reads_p` is False). y: labels `[M]` int64.
+            generator: the chain's torch teacher stream. x: inputs `[M, d]` (for teachers of x).
+            num_classes: K. dtype: the dtype of the returned targets.
+
+        Returns:
+            t `[M, K]` of `dtype`. ValueError when the teacher has no torch form (`torch_form`).
+        """
+        if not self.torch_form:
+            raise ValueError(f"teacher {self.spec!r} has no torch form; draw it with `sample`")
+        if p is None and self.reads_p:
+            raise ValueError(f"p (the BCPs) is required by teacher {self.spec!r}")
+        return self._draw_torch(p, y, generator, x, int(num_classes), dtype)
+
+    def _draw_torch(self, p: torch.Tensor | None, y: torch.Tensor, generator: torch.Generator,
+                    x: torch.Tensor | None, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+        raise NotImplementedError  # pragma: no cover (guarded by `torch_form`)
 
     def mean(self, p: np.ndarray, *, x: np.ndarray | None = None) -> np.ndarray:
         """tbar = E[t | x] `[N, K]` for p `[N, K]` (y ~ Cat(p) marginalised)."""

@@ -13,6 +13,7 @@ from synthetic.validation import in_interval, positive_int
 
 from . import kernels
 from .base import CovForm, Teacher, label_cov
+from .laws import one_hot
 from .registry import parse_teacher, register_law
 
 __all__ = ["MC", "Mixture", "with_lam"]
@@ -45,6 +46,7 @@ class Mixture(Teacher):
         self.base = b = _base(base)
         self.unbiased, self.stochastic = self.lam == 0 or b.unbiased, self.lam < 1 or b.stochastic
         self.sums_to_one, self.moments_exact, self.needs_x = b.sums_to_one, b.moments_exact, b.needs_x
+        self.reads_p, self.torch_form = b.reads_p, b.torch_form
 
     @property
     def _needs_rng(self) -> bool:
@@ -52,6 +54,10 @@ class Mixture(Teacher):
 
     def _draw(self, p, y, rng, x):
         return (1.0 - self.lam) * np.eye(p.shape[-1])[y] + self.lam * self.base._draw(p, y, rng, x)
+
+    def _draw_torch(self, p, y, generator, x, num_classes, dtype):
+        soft = self.base._draw_torch(p, y, generator, x, num_classes, dtype)
+        return (1.0 - self.lam) * one_hot(y, num_classes, dtype) + self.lam * soft
 
     def _mean_at(self, p, x):
         return (1.0 - self.lam) * p + self.lam * self.base._mean_at(p, x)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from synthetic.validation import in_interval, nonnegative, positive
 
@@ -30,14 +31,23 @@ from .registry import register_law
 __all__ = ["OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature", "Smoothing"]
 
 
+def one_hot(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """e_y `[M, K]` of `dtype` for labels y `[M]` (int64)."""
+    return torch.zeros(len(y), num_classes, dtype=dtype, device=y.device).scatter_(1, y[:, None], 1.0)
+
+
 @register_law("onehot")
 class OneHot(Teacher):
     """t = e_y, the label drawn with x. Unbiased, Cov = C_y (E6)."""
 
     uses_label, _needs_rng = True, False
+    reads_p, torch_form = False, True
 
     def _sample(self, p, y, rng):
         return np.eye(p.shape[-1])[y]
+
+    def _draw_torch(self, p, y, generator, x, num_classes, dtype):
+        return one_hot(y, num_classes, dtype)
 
     def _cov(self, p):
         return label_cov(p)
@@ -57,9 +67,13 @@ class BCP(Teacher):
     """t = p(x), the exact Bayes class probabilities. Deterministic, Cov = 0 (Prop. 2)."""
 
     stochastic = False
+    torch_form = True
 
     def _sample(self, p, y, rng):
         return p.copy()
+
+    def _draw_torch(self, p, y, generator, x, num_classes, dtype):
+        return p.to(dtype)
 
     def _cov(self, p):
         return zeros_cov(p)
@@ -209,6 +223,7 @@ class Temperature(Teacher):
     """
 
     stochastic = False
+    torch_form = True
 
     def __init__(self, tau: float) -> None:
         self.tau = positive("tau", tau)
@@ -216,6 +231,9 @@ class Temperature(Teacher):
 
     def _sample(self, p, y, rng):
         return self._mean(p)
+
+    def _draw_torch(self, p, y, generator, x, num_classes, dtype):
+        return torch.softmax(torch.log(p.to(dtype)) / self.tau, dim=-1)
 
     def _mean(self, p):
         with np.errstate(divide="ignore"):
@@ -239,6 +257,7 @@ class Smoothing(Teacher):
     """
 
     uses_label, _needs_rng = True, False
+    reads_p, torch_form = False, True
 
     def __init__(self, eps: float) -> None:
         self.eps = in_interval("eps", eps, 0.0, 1.0)
@@ -246,6 +265,9 @@ class Smoothing(Teacher):
 
     def _sample(self, p, y, rng):
         return (1.0 - self.eps) * np.eye(p.shape[-1])[y] + self.eps / p.shape[-1]
+
+    def _draw_torch(self, p, y, generator, x, num_classes, dtype):
+        return (1.0 - self.eps) * one_hot(y, num_classes, dtype) + self.eps / num_classes
 
     def _mean(self, p):
         return (1.0 - self.eps) * p + self.eps / p.shape[-1]
