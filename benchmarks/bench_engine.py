@@ -15,7 +15,7 @@ the parameter update and the loop's bookkeeping.
 A second table times the trace of the per-sample gradient covariance, tr Cov(g) =
 m/(m-1) (mean ||g_i||^2 - ||mean g_i||^2), three ways on the same m points: `torch.func`
 (`vmap(grad)`), a Python loop of autograd backward passes over samples, and the toolkit's
-instrument path (`student.per_sample_grads`, chunked; closed form E11 for the linear student).
+instrument path (`gradient_moments` over `student.grad_norms_and_sum`: per-sample gradients in closed form E11 for the linear student, outer-product norms without forming them for the MLP).
 
 Beside each rate stands the physical bound per chain-step: the flops and bytes one chain-step needs
 at least (`cost`), against the machine's float32 peak (a GEMM) and memory bandwidth (a triad),
@@ -272,7 +272,7 @@ def trace_benchmark(student_spec: str, task, teacher, m: int, seed: int) -> list
 
     out = []
     for name, fn in (("torch.func vmap(grad)", with_func), ("python loop (autograd)", with_loop),
-                     ("instrument (per_sample_grads)", with_instrument)):
+                     ("instrument (grad_norms_and_sum)", with_instrument)):
         seconds, value = time_call(fn)
         out.append((name, seconds, value))
     return out
@@ -327,7 +327,9 @@ def trace_table(args: argparse.Namespace, task, teacher, machine: Machine) -> di
         rows = trace_benchmark(spec, task, teacher, m, args.seed)
         loop = rows[1][1]
         flops, nbytes, p = cost(spec, task.dim, task.num_classes, batch=m)
-        lim = max((flops - 2 * p) / machine.flops, 4 * p * m / machine.bandwidth)  # no update; m gradients written
+        # no update; the moments need only ||g_i||^2 and sum g_i, so no per-sample gradient need be written:
+        # the bound reads the parameters and the m points once and does the forward and backward flops
+        lim = max((flops - 2 * p) / machine.flops, 4 * (p + m * (task.dim + task.num_classes)) / machine.bandwidth)
         for name, seconds, value in rows:
             print(f"{spec:<12}{name:<32}{seconds:>10.4f}{loop / seconds:>17.1f}x{value:>12.5g}{lim:>11.2e}"
                   f"{lim / seconds:>9.1%}")

@@ -235,3 +235,23 @@ def test_full_gauge_distance_to_optimum_decays_with_bcp_targets():
     st = students.Linear(task, gauge="full", dtype=torch.float64)
     run = sgd.run(task, st, "bcp", gamma=0.2, steps=2000, chains=4, eval_every=1000, init="random", init_scale=1.0)
     assert run.values("dist2")[1][-1].max() < 1e-12
+
+
+@pytest.mark.parametrize("kd", [False, True])
+def test_mlp_gradient_norms_without_per_sample_gradients(kd):
+    """MLP.grad_norms_and_sum (outer-product norms, one bmm per layer) equals the generic path over
+    `per_sample_grads` to float64 rounding (relative 1e-13: sums of ~2e4 products), E1 and E22 targets."""
+    from bkd_theory.students.base import Student
+    from bkd_theory.students.kd import KDTargets
+
+    task = synthetic.make_task("paper", standardize=True)
+    student = build_student("mlp:16x8:tanh", task, dtype=torch.float64)
+    g = torch.Generator().manual_seed(3)
+    theta = 0.3 * torch.randn(3, student.num_params, generator=g, dtype=torch.float64)
+    x = torch.randn(3, 11, task.dim, generator=g, dtype=torch.float64)
+    t = torch.softmax(torch.randn(3, 11, task.num_classes, generator=g, dtype=torch.float64), dim=-1)
+    if kd:
+        t = KDTargets(0.4 * t, 0.6 * torch.softmax(torch.randn(t.shape, generator=g, dtype=torch.float64), -1), 2.0)
+    (sq, total), (sq0, total0) = student.grad_norms_and_sum(theta, x, t), Student.grad_norms_and_sum(student, theta, x, t)
+    np.testing.assert_allclose(sq.numpy(), sq0.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(total.numpy(), total0.numpy(), rtol=1e-13, atol=1e-15)

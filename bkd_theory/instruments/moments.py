@@ -65,24 +65,13 @@ def probe_draw(task: "Task", teacher: "Teacher", rng: np.random.Generator, chain
     return draw
 
 
-def _norms_and_sum(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(||g_rc||^2 `[R, c]`, sum_c g_rc `[R, P]`) in float64 for per-sample gradients g `[R, c, P]`.
-
-    float64 gradients are summed as they are; float32 ones by a batched dot product in float32 (a
-    relative rounding error ~1e-6 over P terms, far below the estimate's statistical error), then
-    accumulated in float64 across chunks: a float64 copy of g would cost 20 times as much."""
-    if g.dtype == torch.float64:
-        return (g * g).sum(dim=-1), g.sum(dim=1)
-    return torch.einsum("rcp,rcp->rc", g, g).to(torch.float64), g.sum(dim=1).to(torch.float64)
-
-
 def gradient_moments(
     student: "Student", theta: torch.Tensor, draw: Draw, m: int, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
 ) -> GradientMoments:
     """Estimate E||g||^2 and tr Cov(g) per chain from `m` single-sample gradients.
 
     Args:
-        student: provides `per_sample_grads(theta [R, P], x [R, c, d], t [R, c, K]) -> [R, c, P]`.
+        student: provides `grad_norms_and_sum(theta [R, P], x [R, c, d], t [R, c, K])` (`Student`).
         theta: parameters `[R, P]`.
         draw: `draw(c) -> (x [R, c, d], t [R, c, K])`, fresh probe points and targets.
         m: probe samples per chain (>= 1).
@@ -101,7 +90,7 @@ def gradient_moments(
     while done < m:
         c = min(c_max, m - done)
         x, t = draw(c)
-        sq, g_chunk = _norms_and_sum(student.per_sample_grads(theta, x, t))
+        sq, g_chunk = student.grad_norms_and_sum(theta, x, t)
         acc += sq.sum(dim=-1)
         acc2 += (sq * sq).sum(dim=-1)
         g_sum += g_chunk

@@ -125,6 +125,19 @@ class Student(abc.ABC):
         (`students.kd`); `hessian` is E1's only.
         """
 
+    def grad_norms_and_sum(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (||g_rc||^2 `[R, c]`, sum_c g_rc `[R, P]`), both float64, of the per-sample gradients
+        g_rc of `per_sample_grads` (the inputs of the gradient-moment instruments, E4/E5 estimates).
+
+        float64 gradients are summed as they are; float32 ones by a batched dot product in float32 (a
+        relative rounding error ~1e-6 over P terms, far below the estimates' statistical error), then
+        accumulated in float64 across chunks: a float64 copy of g would cost 20 times as much. A
+        student may compute both without forming g (the MLP: outer-product norms)."""
+        g = self.per_sample_grads(theta, x, t)
+        if g.dtype == torch.float64:
+            return (g * g).sum(dim=-1), g.sum(dim=1)
+        return torch.einsum("rcp,rcp->rc", g, g).to(torch.float64), g.sum(dim=1).to(torch.float64)
+
     def batch_grad(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, *, out: torch.Tensor | None = None,
                    scale: float = 1.0) -> torch.Tensor:
         """Return `scale` times the minibatch gradient (mean over B of E1 gradients) `[R, P]`.

@@ -20,6 +20,7 @@ from torch.func import functional_call, grad, hessian, jacrev, vmap
 from synthetic import validation
 
 from ..config import Features, Gauge
+from ..losses import log_softmax
 from .base import Student, as_dtype, residual_grads
 from .kd import KDTargets, as_targets, logit_residual
 from .registry import register_student
@@ -159,7 +160,7 @@ class MLP(Student):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def log_probs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0], dim=-1)
+        return log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0])
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Per-sample gradients `[R, B, P]` from one batched forward and backward pass (`_backprop`
@@ -177,6 +178,26 @@ class MLP(Student):
 
         self._backprop(theta, x, t, float(B), emit)  # scale B undoes the minibatch mean: one sample's gradient
         return out
+
+    def grad_norms_and_sum(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(||g_rc||^2 `[R, c]`, sum_c g_rc `[R, P]`) in float64 without forming the per-sample gradients:
+        sample i's layer-j gradient is the outer product dz_ij h_ij^T plus the bias dz_ij, so its squared
+        norm is ||dz_ij||^2 (||h_ij||^2 + 1), and the sum over samples is one `bmm` per layer."""
+        theta = self._t(theta)
+        R, c = theta.shape[0], x.shape[1]
+        sq = theta.new_zeros(R, c, dtype=torch.float64)
+        total = theta.new_empty(theta.shape)
+        grads = self.layers(total)
+
+        def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
+            dz2, h2 = dz.to(torch.float64).square().sum(-1), h.to(torch.float64).square().sum(-1)
+            sq.add_(dz2 * (h2 + 1.0))
+            gW, gb = grads[j]
+            gW.copy_(torch.bmm(dz.transpose(1, 2), h))
+            torch.sum(dz, dim=1, out=gb)
+
+        self._backprop(theta, x, t, float(c), emit)  # scale c: per-sample deltas (one sample's gradient)
+        return sq, total.to(torch.float64)
 
     def per_sample_grads_func(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Per-sample gradients by `torch.func` (the reference of `per_sample_grads`): `vmap` over chains
