@@ -257,3 +257,32 @@ def test_eval_log_q_chunked_over_chains_is_exact(task, monkeypatch):
     monkeypatch.setattr(ins.context, "EVAL_CHUNK_ELEMENTS", 2 * 100 * (task.dim + 1))  # chunks of 2 chains
     chunked = make_ctx(task, student, parse_teacher("onehot"), theta, n_eval=100).eval_log_q
     assert torch.equal(whole, chunked) and whole.shape == (5, 100, task.num_classes)
+
+
+@pytest.mark.parametrize("student,chains", [("linear", 40), ("mlp:32x32", 20)])
+def test_eval_log_q_does_not_depend_on_its_blocks(student, chains):
+    """The evaluation in blocks (`context.eval_log_q`) equals one call over the whole sample, bit for bit,
+    and the linear student's larger blocks equal the network-sized ones."""
+    import bkd_theory.instruments.context as context
+    from bkd_theory.engine.build import build
+    from bkd_theory.instruments import EvalSet, StepContext, StreamBank
+    from bkd_theory.rng import chain_streams, run_streams
+
+    setup = build(None, task="paper", standardize=True, student=student, chains=chains, dtype="float32")
+    ev = EvalSet.from_task(setup.task, 2500, run_streams(0).data, torch.float32)
+    theta = setup.student.init_params("random", chains, setup.task, [chain_streams(0, r) for r in range(chains)], 0.3)
+
+    def blocked() -> torch.Tensor:
+        ctx = StepContext(step=1, gamma=0.1, theta=theta, theta_star=None, student=setup.student, task=setup.task,
+                          teacher=setup.teacher, batch_size=1, eval_set=ev, active=torch.ones(chains, dtype=torch.bool),
+                          streams=StreamBank(0, np.arange(chains)))
+        return ctx.need("eval_log_q")
+
+    whole = setup.student.log_probs(theta, ev.x.expand(chains, -1, -1))
+    assert torch.equal(blocked(), whole)
+    saved = context.FEATURE_EVAL_POINTS, context.FEATURE_EVAL_ROWS
+    context.FEATURE_EVAL_POINTS, context.FEATURE_EVAL_ROWS = context.EVAL_POINTS, context.EVAL_ROWS
+    try:
+        assert torch.equal(blocked(), whole)
+    finally:
+        context.FEATURE_EVAL_POINTS, context.FEATURE_EVAL_ROWS = saved

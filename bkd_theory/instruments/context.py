@@ -44,8 +44,10 @@ register_need = NEEDS
 EVAL_CHUNK_ELEMENTS = 2_000_000
 #: blocks of the evaluation: at most EVAL_POINTS points and EVAL_ROWS (chain, point) pairs per call, so
 #: a network's hidden activations stay in cache (a block's rows are independent, so results do not
-#: depend on the blocking: tested bit for bit)
+#: depend on the blocking: tested bit for bit); a student with a feature model has no hidden
+#: activations and takes blocks of `FEATURE_EVAL_POINTS` x `FEATURE_EVAL_ROWS` (fewer, larger calls)
 EVAL_POINTS, EVAL_ROWS = 256, 4096
+FEATURE_EVAL_POINTS, FEATURE_EVAL_ROWS = 1024, 32768
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,10 @@ def eval_log_q(ctx: "StepContext", param: str | None = None) -> torch.Tensor:
     `EVAL_POINTS` points and `EVAL_ROWS` (chain, point) pairs (`EVAL_CHUNK_ELEMENTS` input elements)."""
     chains = ctx.theta.shape[0]
     n, d = ctx.eval_set.x.shape
-    pts = min(n, EVAL_POINTS)
-    step = max(1, min(EVAL_ROWS // pts, EVAL_CHUNK_ELEMENTS // (pts * (d + 1))))
+    points, pairs = ((FEATURE_EVAL_POINTS, FEATURE_EVAL_ROWS) if ctx.student.feature_model() is not None
+                     else (EVAL_POINTS, EVAL_ROWS))
+    pts = min(n, points)
+    step = max(1, min(pairs // pts, EVAL_CHUNK_ELEMENTS // (pts * (d + 1))))
     rows = []
     for lo in range(0, chains, step):
         theta = ctx.theta[lo:lo + step]
