@@ -116,17 +116,22 @@ def _fmt(value: object, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _make_one(fig_id: str, quick: bool, out: str, threads: int | None) -> tuple[str, list[Path], float]:
+def _make_one(fig_id: str, quick: bool, out: str) -> tuple[str, list[Path], float]:
+    """Make one figure with one torch thread (restored after), in a worker process or in this one:
+    jobs do not oversubscribe the cores, and a figure's numbers do not depend on `jobs` (torch's
+    multithreaded reductions change the last bits with the thread count)."""
     import matplotlib
+    import torch
 
     matplotlib.use("Agg")  # figures are files; never open a window
-    if threads is not None:  # one BLAS/torch thread per worker process so jobs do not oversubscribe
-        import torch
-
-        torch.set_num_threads(threads)
-    start = time.perf_counter()
-    paths, _ = make(fig_id, quick, out)
-    return fig_id, paths, time.perf_counter() - start
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        start = time.perf_counter()
+        paths, _ = make(fig_id, quick, out)
+        return fig_id, paths, time.perf_counter() - start
+    finally:
+        torch.set_num_threads(before)
 
 
 def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | None = None, jobs: int | None = None,
@@ -138,8 +143,8 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
         out: output directory (created if missing).
         quick: small sizes (every figure in under two minutes on 2 cores) instead of full mode.
         only: figure ids to make (default: all).
-        jobs: figures made at once in separate single-threaded processes (1 = in this process;
-            default one per CPU core, at most one per figure).
+        jobs: figures made at once in separate processes (1 = in this process; default one per CPU
+            core, at most one per figure); every figure runs with one torch thread either way.
         progress: show a progress bar.
 
     Returns:
@@ -165,10 +170,10 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
     with tqdm(total=len(figures), desc="figures", disable=not progress) as bar:
         if jobs == 1:
             for fig in figures:
-                done(*_make_one(fig.id, quick, str(out), None))
+                done(*_make_one(fig.id, quick, str(out)))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_make_one, fig.id, quick, str(out), 1) for fig in figures]
+                futures = [pool.submit(_make_one, fig.id, quick, str(out)) for fig in figures]
                 for fut in as_completed(futures):
                     done(*fut.result())
     return {fig.id: results[fig.id][0] for fig in figures}
