@@ -18,7 +18,6 @@ from synthetic import validation
 from synthetic.features import augmented
 
 from ..config import Features, Gauge
-from ..losses import log_softmax
 from .base import FeatureModel, Student, as_dtype, into
 from .kd import logit_residual
 from .registry import register_student
@@ -126,7 +125,7 @@ class Linear(Student):
         return z
 
     def log_probs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return log_softmax(self._logits(self._t(theta), self.xt(x)))
+        return torch.log_softmax(self._logits(self._t(theta), self.xt(x)), dim=-1)
 
     def _coef(self, theta: torch.Tensor, xt: torch.Tensor, t: Any) -> torch.Tensor:
         # E11: grad_W l = r xt^T with the logit residual r = dl/df (`kd.logit_residual`: (sum_k t_k) q - t,

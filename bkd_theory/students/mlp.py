@@ -20,7 +20,6 @@ from torch.func import functional_call, grad, hessian, jacrev, vmap
 from synthetic import validation
 
 from ..config import Features, Gauge
-from ..losses import log_softmax
 from .base import Student, as_dtype, residual_grads
 from .kd import KDTargets, as_targets, logit_residual
 from .registry import register_student
@@ -160,7 +159,7 @@ class MLP(Student):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def log_probs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0])
+        return torch.log_softmax(self._forward(self.layers(self._t(theta)), self._t(x))[0], dim=-1)
 
     def per_sample_grads(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Per-sample gradients `[R, B, P]` from one batched forward and backward pass (`_backprop`
