@@ -25,7 +25,7 @@ once), and `flop cs/s` = peak / flops, the limit of a loop that keeps a block of
 (the binding limit once the memory traffic is blocked away). `of flop` = engine / flop bound says
 how far from the machine's limit each path is.
 
-Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N] [--device D] [--json]
+Usage: python benchmarks/bench_engine.py [--quick] [--profile] [--threads N] [--device D] [--feeds numpy,torch] [--json]
 With --json the last line printed is one JSON object with every rate, ratio, bound and the
 machine's load average at the start and the end.
 """
@@ -178,8 +178,9 @@ def engine_rate(case: Case, seed: int, instruments: list, profile: bool, device:
 
     init = "perturbed" if case.student == "linear" else "random"
     common = dict(task="paper", standardize=True, student=case.student, teacher="onehot", gamma=case.gamma,
-                  batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32",
-                  feed=case.feed, device=device)
+                  batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32")
+    # the defaults are left out, so the same script times an older engine without these options
+    common.update({k: v for k, v in (("feed", case.feed), ("device", device)) if v != {"feed": "numpy", "device": "cpu"}[k]})
     sgd.run(steps=5, eval_every=5, instruments=[], **common)  # warm-up: imports, allocations
     prof = cProfile.Profile() if profile else None
     start = time.perf_counter()
@@ -289,7 +290,7 @@ def engine_table(args: argparse.Namespace, task, teacher, machine: Machine) -> t
     print(header)
     print("-" * len(header))
     out, profiles, naive = {}, [], {}
-    for case in cases(args.quick):
+    for case in [c for c in cases(args.quick) if c.feed in args.feeds.split(",")]:
         eng, prof = engine_rate(case, args.seed, [], args.profile, args.device)
         few = [Distance(Every(max(1, case.steps // 10))), ExcessRisk(Every(max(1, case.steps // 10)))]
         eng_few, _ = engine_rate(case, args.seed, few, False, args.device)
@@ -347,6 +348,7 @@ def main(argv: list[str] | None = None) -> None:
                          "cannot use more, and idle spinning threads distort timings on a busy machine)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="device of the engine runs (the baseline runs on the CPU)")
+    ap.add_argument("--feeds", default="numpy,torch", help="the data feeds to time, comma-separated (default both)")
     ap.add_argument("--json", action="store_true", help="print one JSON object with every number as the last line")
     args = ap.parse_args(argv)
     load_start = os.getloadavg()
