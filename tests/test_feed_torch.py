@@ -133,3 +133,13 @@ def test_numpy_feed_keeps_a_placeholder_only_for_laws_that_ignore_p():
     np.testing.assert_array_equal(t, np.eye(3)[y])
     assert parse_teacher("onehot").reads_p is False and parse_teacher("dirichlet:2").reads_p is True
     assert parse_teacher("mixture:0.5:onehot").reads_p is False and parse_teacher("mixture:0.5:bcp").reads_p is True
+
+
+def test_a_bad_feed_names_the_parameter(capsys):
+    from bkd_theory import cli
+
+    with pytest.raises(ValueError, match="feed must be one of"):
+        sgd.RunConfig(feed="jax")
+    with pytest.raises(SystemExit) as exit_:  # a choices flag: argparse's own usage error
+        cli.main(["run", "--feed", "jax", "--steps", "2"])
+    assert exit_.value.code == 2 and "--feed" in capsys.readouterr().err
