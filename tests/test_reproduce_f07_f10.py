@@ -122,3 +122,22 @@ def test_wald_rate_recovers_the_drift_of_a_stopped_heavy_tailed_walk():
     rate, se, _ = recipes.wald_rate(np.arange(3001, dtype=float), d2)
     assert abs(rate + 0.01) <= 4 * se and se < 0.005
     assert math.isfinite(rate)
+
+
+def test_a_figure_runs_with_one_torch_thread_in_process(monkeypatch, tmp_path):
+    """`bkd reproduce` makes each figure with one torch thread whether it runs in a worker or in this
+    process (jobs=1), and restores the thread count: a figure's last bits do not depend on `jobs`."""
+    import torch
+
+    import bkd_theory.reproduce as rep
+
+    seen = []
+    monkeypatch.setattr(rep, "make", lambda fig_id, quick, out: (seen.append(torch.get_num_threads()), ([], None))[1])
+    monkeypatch.setattr(rep, "write_index", lambda *a, **k: None)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rep.reproduce(tmp_path, quick=True, only=["F2", "F3"], jobs=1)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
