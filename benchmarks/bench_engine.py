@@ -180,7 +180,10 @@ def engine_rate(case: Case, seed: int, instruments: list, profile: bool, device:
     common = dict(task="paper", standardize=True, student=case.student, teacher="onehot", gamma=case.gamma,
                   batch=1, init=init, init_scale=0.1, chains=case.chains, seed=seed, dtype="float32")
     # the defaults are left out, so the same script times an older engine without these options
-    common.update({k: v for k, v in (("feed", case.feed), ("device", device)) if v != {"feed": "numpy", "device": "cpu"}[k]})
+    if case.feed != "numpy":
+        common["feed"] = case.feed
+    if device != "cpu":
+        common["device"] = device
     sgd.run(steps=5, eval_every=5, instruments=[], **common)  # warm-up: imports, allocations
     prof = cProfile.Profile() if profile else None
     start = time.perf_counter()

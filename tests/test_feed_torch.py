@@ -59,10 +59,10 @@ def test_inputs_follow_the_tasks_class_gaussians():
 @pytest.mark.parametrize("name", ["triangle", "paper", "hetero"])
 def test_torch_bcp_is_the_tasks(name):
     task = synthetic.make_task(name, standardize=name == "paper")
-    W, features = torch_log_bcp(task)
+    A, c, features = torch_log_bcp(task)
     x, _ = task.sample(500, generator(0, 1))
     from bkd_theory.students.linear import torch_features
-    p = torch.softmax(torch_features(torch.from_numpy(x), features) @ W[:, :-1].T + W[:, -1], dim=-1)
+    p = torch.softmax(torch_features(torch.from_numpy(x), features) @ A + c, dim=-1)
     np.testing.assert_allclose(p.numpy(), task.bcp(x), rtol=0, atol=1e-12)  # float64 rounding of a K-class softmax
     assert torch_log_bcp(synthetic.make_task("teacher-net")) is None
 

@@ -115,14 +115,15 @@ class Feed:
         return torch.from_numpy(T) if hard is None else KDTargets(torch.from_numpy(hard), torch.from_numpy(T), self.kd.T)
 
 
-def torch_log_bcp(task: Task) -> tuple[torch.Tensor, str] | None:
-    """(W `[K, F+1]` float64, features) with log p(x) = log_softmax(W (phi(x), 1)) (the task's
-    `logit_weights`, linear features first), or None when the task declares neither."""
+def torch_log_bcp(task: Task) -> tuple[torch.Tensor, torch.Tensor, str] | None:
+    """(A `[F, K]`, c `[K]` float64, features) with log p(x) = log_softmax(phi(x) A + c) (the task's
+    `logit_weights` W = [A^T | c], linear features first), or None when the task declares neither."""
     for features in ("linear", "quadratic"):
         try:
-            return torch.from_numpy(np.asarray(task.logit_weights(features), dtype=np.float64)), features
+            W = torch.from_numpy(np.asarray(task.logit_weights(features), dtype=np.float64))
         except (ValueError, NotImplementedError):
             continue
+        return W[:, :-1].T.contiguous(), W[:, -1].clone(), features
     return None
 
 
@@ -182,9 +183,8 @@ class TorchFeed(Feed):
         if self.torch_targets:
             p = None
             if self.bcp_weights is not None:
-                W, features = self.bcp_weights
-                phi = torch_features(x.to(torch.float64), features)
-                p = torch.softmax(phi @ W[:, :-1].T + W[:, -1], dim=-1)  # one chain per call: R-independent
+                A, c, features = self.bcp_weights
+                p = torch.softmax(torch_features(x.to(torch.float64), features) @ A + c, dim=-1)  # one chain per call
             return None, self.law.draw_torch(p, y, self.generators[r][1], x=x, num_classes=K, dtype=self.dtype)
         h, t = self.draw_targets(x.to(torch.float64).numpy(), y.numpy(), self.streams[r])
         return (None if h is None else torch.from_numpy(h).to(self.dtype)), torch.from_numpy(t).to(self.dtype)

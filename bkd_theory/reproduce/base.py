@@ -97,6 +97,12 @@ def pair_rows(panel: str, series: str, x: float, rec: Any, predicted_kind: str, 
             {**common, "kind": predicted_kind, "value": p.value, "se": p.se}]
 
 
+def tally(records: list[Any], kind: str, verdict: str = "agrees", word: str = "agree") -> list[str]:
+    """["<kind>: k/n <word>."]: how many judged claims of `kind` reached `verdict`; [] when there are none."""
+    v = [r.verdict.verdict for r in records if r.claim.kind == kind]
+    return [f"{kind}: {v.count(verdict)}/{len(v)} {word}."] if v else []
+
+
 def claim_rows(records: list[Any]) -> pd.DataFrame:
     """The claims table (CLAIM_COLUMNS) of judged records; the configuration as compact JSON."""
     rows = []

@@ -44,7 +44,7 @@ from ..plots import learning as lp
 from ..plots import neighborhood as nb
 from ..stats import mean_se
 from ..teachers import quality as Q
-from .base import FRAME_COLUMNS, Result, figure
+from .base import FRAME_COLUMNS, Result, figure, tally
 
 SEED = 9
 REFERENCE = ("onehot", "bcp")
@@ -317,11 +317,7 @@ def _e23(ax, sub: pd.DataFrame, modes: tuple[str, ...]) -> None:
 
 
 def _notes(records: list, s: dict) -> list[str]:
-    out = []
-    for kind, what, word in (("teacher-kl", "holds", "hold"), ("E23", "agrees", "agree")):
-        v = [r.verdict.verdict for r in records if r.claim.kind == kind]
-        if v:
-            out.append(f"{kind}: {v.count(what)}/{len(v)} {word}.")
+    out = tally(records, "teacher-kl", "holds", "hold") + tally(records, "E23")
     for rec in records:
         if rec.claim.kind == "E23-coupled" and rec.measured is not None:
             out.append(f"{rec.claim.id}: measured {rec.measured.value:.4g} +- {rec.measured.se:.2g} vs E23 "

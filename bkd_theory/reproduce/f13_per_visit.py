@@ -28,7 +28,7 @@ from ..claims import protocol as P
 from ..plots import finish, new_figure
 from ..plots import neighborhood as nb
 from ..threads import single_thread
-from .base import FRAME_COLUMNS, Result, figure, pair_rows, point_seed
+from .base import FRAME_COLUMNS, Result, figure, pair_rows, point_seed, tally
 
 SEED = 13
 COLUMNS = [*FRAME_COLUMNS, "claim", "stationary"]
@@ -189,7 +189,5 @@ def _notes(records: list) -> list[str]:
             out.append(f"VI per visit: the 1/S coefficient of the neighborhood {r.measured.value:.3g} +- "
                        f"{r.measured.se:.2g} (E24: {r.predicted.value:.3g} +- {r.predicted.se:.2g}, {r.verdict.verdict}).")
     for kind in ("E24", "E23", "E18"):
-        v = [r.verdict.verdict for r in records if r.claim.kind == kind]
-        if v:
-            out.append(f"{kind}: {v.count('agrees')}/{len(v)} agree.")
+        out += tally(records, kind)
     return out

@@ -50,6 +50,17 @@ def parse_widths(text: str, spec: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
+def _sum_into(gW: torch.Tensor, gb: torch.Tensor, dz: torch.Tensor, h: torch.Tensor) -> None:
+    """One layer's gradient summed over the samples into gW `[R, out, in]` and gb `[R, out]`:
+    dz_j^T h_j and sum_b dz_j for deltas dz `[R, B, out]` and layer inputs h `[R, B, in]`."""
+    if dz.shape[1] == 1:  # outer products, written in place (bmm with k = 1 is slow)
+        torch.mul(dz[:, 0, :, None], h[:, 0, None, :], out=gW)
+        gb.copy_(dz[:, 0])
+    else:
+        gW.copy_(torch.bmm(dz.transpose(1, 2), h))
+        torch.sum(dz, dim=1, out=gb)
+
+
 @register_student("mlp")
 class MLP(Student):
     """Fully connected softmax student with hidden `widths` and one `activation`.
@@ -191,9 +202,7 @@ class MLP(Student):
         def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
             dz2, h2 = dz.to(torch.float64).square().sum(-1), h.to(torch.float64).square().sum(-1)
             sq.add_(dz2 * (h2 + 1.0))
-            gW, gb = grads[j]
-            gW.copy_(torch.bmm(dz.transpose(1, 2), h))
-            torch.sum(dz, dim=1, out=gb)
+            _sum_into(*grads[j], dz, h)
 
         self._backprop(theta, x, t, float(c), emit)  # scale c: per-sample deltas (one sample's gradient)
         return sq, total.to(torch.float64)
@@ -230,16 +239,7 @@ class MLP(Student):
         out = self._t(theta).new_empty(theta.shape) if out is None else out
         grads = self.layers(out)
 
-        def emit(j: int, dz: torch.Tensor, h: torch.Tensor) -> None:
-            gW, gb = grads[j]
-            if dz.shape[1] == 1:  # outer products, written in place (bmm with k = 1 is slow)
-                torch.mul(dz[:, 0, :, None], h[:, 0, None, :], out=gW)
-                gb.copy_(dz[:, 0])
-            else:
-                gW.copy_(torch.bmm(dz.transpose(1, 2), h))
-                torch.sum(dz, dim=1, out=gb)
-
-        self._backprop(theta, x, t, scale, emit)
+        self._backprop(theta, x, t, scale, lambda j, dz, h: _sum_into(*grads[j], dz, h))
         return out
 
     def sgd_step(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float, *, out: torch.Tensor) -> torch.Tensor:

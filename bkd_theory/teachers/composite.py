@@ -8,12 +8,12 @@ lam wraps a teacher in `Mixture`.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from synthetic.validation import in_interval, positive_int
 
 from . import kernels
 from .base import CovForm, Teacher, label_cov
-from .laws import one_hot
 from .registry import parse_teacher, register_law
 
 __all__ = ["MC", "Mixture", "with_lam"]
@@ -57,7 +57,7 @@ class Mixture(Teacher):
 
     def _draw_torch(self, p, y, generator, x, num_classes, dtype):
         soft = self.base._draw_torch(p, y, generator, x, num_classes, dtype)
-        return (1.0 - self.lam) * one_hot(y, num_classes, dtype) + self.lam * soft
+        return (1.0 - self.lam) * torch.nn.functional.one_hot(y, num_classes).to(dtype) + self.lam * soft
 
     def _mean_at(self, p, x):
         return (1.0 - self.lam) * p + self.lam * self.base._mean_at(p, x)

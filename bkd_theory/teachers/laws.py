@@ -31,11 +31,6 @@ from .registry import register_law
 __all__ = ["OneHot", "BCP", "Dirichlet", "Additive", "AdditiveTangent", "Clipped", "Temperature", "Smoothing"]
 
 
-def one_hot(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
-    """e_y `[M, K]` of `dtype` for labels y `[M]` (int64)."""
-    return torch.zeros(len(y), num_classes, dtype=dtype, device=y.device).scatter_(1, y[:, None], 1.0)
-
-
 @register_law("onehot")
 class OneHot(Teacher):
     """t = e_y, the label drawn with x. Unbiased, Cov = C_y (E6)."""
@@ -47,7 +42,7 @@ class OneHot(Teacher):
         return np.eye(p.shape[-1])[y]
 
     def _draw_torch(self, p, y, generator, x, num_classes, dtype):
-        return one_hot(y, num_classes, dtype)
+        return torch.nn.functional.one_hot(y, num_classes).to(dtype)
 
     def _cov(self, p):
         return label_cov(p)
@@ -267,7 +262,7 @@ class Smoothing(Teacher):
         return (1.0 - self.eps) * np.eye(p.shape[-1])[y] + self.eps / p.shape[-1]
 
     def _draw_torch(self, p, y, generator, x, num_classes, dtype):
-        return (1.0 - self.eps) * one_hot(y, num_classes, dtype) + self.eps / num_classes
+        return (1.0 - self.eps) * torch.nn.functional.one_hot(y, num_classes).to(dtype) + self.eps / num_classes
 
     def _mean(self, p):
         return (1.0 - self.eps) * p + self.eps / p.shape[-1]
