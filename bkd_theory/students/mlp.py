@@ -34,7 +34,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.
 
 #: d act(z) / dz from (z, a = act(z)), for the hand-written backward pass of `MLP.batch_grad`
 DERIVATIVES = {
-    "relu": lambda z, a: (z > 0).to(a.dtype),
+    "relu": lambda z, a: z > 0,  # a bool mask: multiplying by it is multiplying by 1.0 or 0.0
     "tanh": lambda z, a: 1.0 - a * a,
     "sigmoid": lambda z, a: a * (1.0 - a),
     "elu": lambda z, a: torch.where(z > 0, torch.ones_like(a), a + 1.0),
@@ -86,6 +86,8 @@ class MLP(Student):
         self.module = nn.Sequential(*layers)
         self.shapes = [(name, tuple(p.shape)) for name, p in self.module.named_parameters()]
         self.num_params = sum(math.prod(s) for _, s in self.shapes)
+        self._sizes = [math.prod(s) for _, s in self.shapes]  # the flat layout's blocks, for `layers`
+        self._act = ACTIVATIONS[self.activation]()  # stateless: one instance serves every forward pass
         self.spec = "mlp:" + "x".join(map(str, self.widths)) + f":{self.activation}"
         self._psg = vmap(vmap(grad(self._loss), in_dims=(None, 0, 0)), in_dims=(0, 0, 0))
 
@@ -150,15 +152,12 @@ class MLP(Student):
 
     def layers(self, theta: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Return views [(W `[R, out, in]`, b `[R, out]`), ...] of stacked flat parameters `[R, P]`."""
-        out, i = [], 0
-        for (_, (o, n)), _b in zip(self.shapes[::2], self.shapes[1::2]):
-            out.append((theta[:, i : i + o * n].view(-1, o, n), theta[:, i + o * n : i + o * n + o]))
-            i += o * n + o
-        return out
+        parts = theta.split(self._sizes, dim=1)
+        return [(parts[i].view(-1, *self.shapes[i][1]), parts[i + 1]) for i in range(0, len(parts), 2)]
 
     def _forward(self, layers, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Batched forward `x [R, B, d]` -> logits `[R, B, K]`, pre-activations and layer inputs."""
-        act = ACTIVATIONS[self.activation]()
+        act = self._act
         h, zs, hs = x, [], [x]
         for j, (W, b) in enumerate(layers):
             z = torch.baddbmm(b.unsqueeze(1), h, W.transpose(1, 2))
