@@ -94,6 +94,31 @@ def test_same_seed_same_predictions(triangle, kind, kw):
     assert not np.allclose(c.predict_proba(xe), pa)
 
 
+def test_log_proba_memo_returns_the_computed_numbers_as_copies(triangle):
+    """The memo of a fitted teacher's log p~(x) is keyed on the input's bytes: a repeated input gets
+    the numbers computed afresh bit for bit, as a copy; a changed input is computed again; at most
+    MEMO_INPUTS inputs are kept; a pickled teacher carries no memo."""
+    import pickle
+
+    from bkd_theory.teachers import fitbase
+
+    task, x, y = triangle
+    t = bayesian.fit_teacher("mc_dropout", x, y, num_classes=3, seed=3, p_drop=0.2, passes=4, **SMALL)
+    xe, _ = task.sample(40, rng.generator(0, 3))
+    fresh = t._log_proba(xe)
+    first = t.log_proba(xe)
+    first[:] = 0.0  # a caller writing into its answer does not reach the memo
+    again = t.log_proba(xe.copy())
+    assert np.array_equal(again, fresh)
+    moved = xe.copy()
+    moved[0, 0] += 1e-9
+    assert np.array_equal(t.log_proba(moved), t._log_proba(moved)) and not np.array_equal(t.log_proba(moved), fresh)
+    for i in range(fitbase.MEMO_INPUTS + 3):
+        t.log_proba(xe + i)
+    assert len(t._memo) == fitbase.MEMO_INPUTS
+    assert len(pickle.loads(pickle.dumps(t))._memo) == 0
+
+
 def test_ensemble_member_zero_is_the_deterministic_net(triangle):
     task, x, y = triangle
     det = bayesian.fit_deterministic(x, y, seed=5, **SMALL)

@@ -9,6 +9,8 @@ sampled fresh at every visit (E24).
 from __future__ import annotations
 
 import abc
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,8 @@ __all__ = ["KINDS", "TRAIN_ARGS", "TeacherConfig", "TeacherKind", "TrainedTeache
 KINDS: Registry = Registry("trained-teacher kind")
 register_kind = KINDS
 TRAIN_ARGS = ("num_classes", "widths", "epochs", "lr", "weight_decay", "batch_size", "seed", "standardize")
+#: distinct inputs whose log p~(x) a trained teacher keeps (figures ask for the same nodes many times)
+MEMO_INPUTS = 8
 
 
 class TeacherKind(StrEnum):
@@ -119,6 +123,9 @@ class TrainedTeacher(FunctionTeacher):
         config: the `TeacherConfig` it was fitted with.
         train_time: wall-clock fitting time in seconds.
         posterior_draws: `sample_proba` draws p~_w(x) for posterior samples w (E24).
+
+    A fitted teacher is a fixed function: `log_proba` keeps its last `MEMO_INPUTS` answers, keyed
+    on the input's bytes, and returns copies (the same numbers as computing again, bit for bit).
     """
 
     posterior_draws = False
@@ -127,6 +134,10 @@ class TrainedTeacher(FunctionTeacher):
                  train_time: float = float("nan")) -> None:
         super().__init__(name=name)
         self.num_classes, self.dim, self.config, self.train_time = num_classes, dim, config, train_time
+        self._memo: OrderedDict = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_memo": OrderedDict()}  # a pickled teacher travels without its memo
 
     @abc.abstractmethod
     def _log_proba(self, x: np.ndarray) -> np.ndarray:
@@ -139,8 +150,16 @@ class TrainedTeacher(FunctionTeacher):
     def log_proba(self, x: np.ndarray) -> np.ndarray:
         """Return log p~(x) `[N, K]` float64, computed in log space (no underflow to -inf)."""
         x = validation.finite_array("x", x, shape=(None, self.dim))
-        with single_thread():
-            return self._log_proba(x)
+        key = (x.shape, hashlib.blake2b(np.ascontiguousarray(x).data, digest_size=16).digest())
+        memo = self._memo
+        if key in memo:
+            memo.move_to_end(key)
+        else:
+            with single_thread():
+                memo[key] = np.asarray(self._log_proba(x))
+            while len(memo) > MEMO_INPUTS:
+                memo.popitem(last=False)
+        return memo[key].copy()
 
     def sample_proba(self, x: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
         """Return p~_w(x) `[count, N, K]` for `count` posterior draws w per row, independent across
