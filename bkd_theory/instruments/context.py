@@ -47,7 +47,7 @@ EVAL_CHUNK_ELEMENTS = 2_000_000
 #: depend on the blocking: tested bit for bit); a student with a feature model has no hidden
 #: activations and takes blocks of `FEATURE_EVAL_POINTS` x `FEATURE_EVAL_ROWS` (fewer, larger calls)
 EVAL_POINTS, EVAL_ROWS = 256, 4096
-FEATURE_EVAL_POINTS, FEATURE_EVAL_ROWS = 1024, 32768
+FEATURE_EVAL_POINTS, FEATURE_EVAL_ROWS = 4096, 131072
 
 
 @dataclass(frozen=True)
