@@ -474,6 +474,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="figures", help="output directory (default: figures)")
     p.add_argument("--jobs", type=_integer, default=None,
                    help="figures made in parallel single-threaded processes (default: one per CPU core)")
+    p.add_argument("--device", default="cpu",
+                   help="device of the figures' SGD runs: cpu, cuda or cuda:N (teacher fitting and theory stay on "
+                        "the CPU; default cpu)")
     p.add_argument("--json", action="store_true", help="print the written paths as JSON")
 
 
@@ -483,7 +486,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     _writable_dir(args.out, "--out")
     try:
         written = reproduce(args.out, quick=args.quick, only=args.only.split(",") if args.only else None,
-                            jobs=args.jobs, progress=sys.stderr.isatty())
+                            jobs=args.jobs, progress=sys.stderr.isatty(), device=args.device)
     except KeyboardInterrupt:
         raise Interrupted(f"every figure finished before it is kept and indexed in {clean(args.out)}/README.md") from None
     if args.json:

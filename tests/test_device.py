@@ -45,3 +45,49 @@ def test_cuda_runs_are_reproducible_and_match_the_cpu_to_rounding(student):
     # float64 on both; different reduction orders only: 60 contracting steps keep the gap near 1e-12
     np.testing.assert_allclose(g1.theta_final, c.theta_final, rtol=0, atol=1e-9)
     assert check_device("cuda").type == "cuda"
+
+
+# ---------------------------------------------------------------- bkd reproduce --device
+def test_figure_runs_take_the_device_of_the_block():
+    from bkd_theory.claims import recipes
+
+    cfg = dict(RUN, student="linear", instruments=("excess_risk",))
+    assert recipes.run_config(cfg)["device"] == "cpu"
+    with recipes.on_device("CPU") as name:
+        assert name == "cpu" and recipes.run_config(cfg)["device"] == "cpu"
+    token = recipes._DEVICE.set("cuda:1")  # what on_device sets on a machine with two GPUs
+    try:
+        assert recipes.run_config(cfg)["device"] == "cuda:1"
+        assert recipes.run_config({**cfg, "device": "cpu"})["device"] == "cpu"  # a configuration's own device wins
+    finally:
+        recipes._DEVICE.reset(token)
+    assert recipes.run_config(cfg)["device"] == "cpu"
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:x", ""] + ([] if CUDA else ["cuda"]))
+def test_reproduce_refuses_a_bad_or_absent_device_before_any_work(tmp_path, capsys, bad):
+    from bkd_theory.reproduce import reproduce
+
+    with pytest.raises(ValueError, match="device"):
+        reproduce(tmp_path / "figs", quick=True, only=["F2"], jobs=1, device=bad)
+    assert not (tmp_path / "figs").exists()
+    assert cli.main(["reproduce", "--quick", "--only", "F2", "--out", str(tmp_path / "cli"), "--device", bad]) == 2
+    assert "device" in capsys.readouterr().err
+    assert not list(tmp_path.glob("cli/F2.*"))
+
+
+@pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
+def test_reproduce_on_cuda_records_the_device_and_matches_the_cpu(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from bkd_theory.reproduce import reproduce
+
+    reproduce(tmp_path / "gpu", quick=True, only=["F2"], jobs=1, device="cuda")
+    reproduce(tmp_path / "cpu", quick=True, only=["F2"], jobs=1)
+    assert json.loads((tmp_path / "gpu" / "F2.json").read_text())["device"] == "cuda"
+    assert "device" not in json.loads((tmp_path / "cpu" / "F2.json").read_text())
+    g, c = pd.read_csv(tmp_path / "gpu" / "F2.csv"), pd.read_csv(tmp_path / "cpu" / "F2.csv")
+    # float64 runs; only reduction orders differ between the devices
+    np.testing.assert_allclose(g["value"], c["value"], rtol=1e-8, atol=1e-12)

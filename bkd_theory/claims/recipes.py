@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -253,14 +255,34 @@ def _fitted(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "laplace": trained.laplace_from_network(det, x, y)}
 
 
+#: the device of the runs made through `run` when a configuration names none (`on_device`)
+_DEVICE: ContextVar[str] = ContextVar("device", default="cpu")
+
+
+@contextmanager
+def on_device(device: str) -> Iterator[str]:
+    """Inside the block, every run made by `run` of a configuration without a "device" key runs
+    on `device` ("cpu", "cuda", "cuda:N"; ValueError naming `device` if it is not valid or not on
+    this machine); yields the canonical name. Teacher fitting and the theory stay on the CPU."""
+    from ..engine.config import check_device, device_name
+
+    name = device_name(device)
+    check_device(name)
+    token = _DEVICE.set(name)
+    try:
+        yield name
+    finally:
+        _DEVICE.reset(token)
+
+
 def run_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The keys that define a configuration's run: the complete `RunConfig` (defaults filled in,
-    `steps` resolved by `auto_steps`, dtype float64 unless given), the instruments and, for a
-    trained teacher, its fit keys; so claims that read the same run share it through the memo,
-    whatever other keys their kinds add."""
+    `steps` resolved by `auto_steps`, dtype float64 and the `on_device` device unless given), the
+    instruments and, for a trained teacher, its fit keys; so claims that read the same run share it
+    through the memo, whatever other keys their kinds add."""
     from ..engine import RunConfig
 
-    fields = {"dtype": "float64", **run_fields(cfg), "steps": auto_steps(cfg)}
+    fields = {"dtype": "float64", "device": _DEVICE.get(), **run_fields(cfg), "steps": auto_steps(cfg)}
     out = {**RunConfig.from_dict(fields).to_dict(), "instruments": list(cfg.get("instruments", ("excess_risk", "dist2")))}
     if trained_kind(cfg["teacher"]) is not None:
         out.update(fit_config(cfg))

@@ -45,13 +45,14 @@ def select(only: Sequence[str] | None = None) -> list[Figure]:
     return [_load(f) for f in FIGURE_IDS if f in wanted]
 
 
-def make(fig_id: str, quick: bool, out: Path | str) -> tuple[list[Path], Result]:
-    """Measure, judge, draw and save one figure; return its paths and its `Result`."""
+def make(fig_id: str, quick: bool, out: Path | str, *, device: str = "cpu") -> tuple[list[Path], Result]:
+    """Measure, judge, draw and save one figure; return its paths and its `Result`. `device` is
+    recorded with it; the runs take it from `claims.recipes.on_device` (as `reproduce` sets it)."""
     fig = select([fig_id])[0]
     s = fig.settings(quick)
     start = time.perf_counter()
     result = fig.measure(s)
-    return write(fig, result, s, Path(out), quick=quick, seconds=time.perf_counter() - start), result
+    return write(fig, result, s, Path(out), quick=quick, seconds=time.perf_counter() - start, device=device), result
 
 
 def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = None) -> Path:
@@ -116,26 +117,29 @@ def _fmt(value: object, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _make_one(fig_id: str, quick: bool, out: str) -> tuple[str, list[Path], float]:
-    """Make one figure with one torch thread (restored after), in a worker process or in this one:
-    jobs do not oversubscribe the cores, and a figure's numbers do not depend on `jobs` (torch's
-    multithreaded reductions change the last bits with the thread count)."""
+def _make_one(fig_id: str, quick: bool, out: str, device: str = "cpu") -> tuple[str, list[Path], float]:
+    """Make one figure with one torch thread (restored after), its SGD runs on `device`, in a worker
+    process or in this one: jobs do not oversubscribe the cores, and a figure's numbers do not
+    depend on `jobs` (torch's multithreaded reductions change the last bits with the thread count)."""
     import matplotlib
     import torch
+
+    from ..claims.recipes import on_device
 
     matplotlib.use("Agg")  # figures are files; never open a window
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        start = time.perf_counter()
-        paths, _ = make(fig_id, quick, out)
-        return fig_id, paths, time.perf_counter() - start
+        with on_device(device):
+            start = time.perf_counter()
+            paths, _ = make(fig_id, quick, out, device=device)
+            return fig_id, paths, time.perf_counter() - start
     finally:
         torch.set_num_threads(before)
 
 
 def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | None = None, jobs: int | None = None,
-              progress: bool = False) -> dict[str, list[Path]]:
+              progress: bool = False, device: str = "cpu") -> dict[str, list[Path]]:
     """Make the selected figures into `out`, rewriting `out/README.md` after each one (an
     interrupted run keeps every figure it finished).
 
@@ -146,6 +150,8 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
         jobs: figures made at once in separate processes (1 = in this process; default one per CPU
             core, at most one per figure); every figure runs with one torch thread either way.
         progress: show a progress bar.
+        device: where the figures' SGD runs go ("cpu", "cuda", "cuda:N"; checked before any work);
+            teacher fitting and the theory run on the CPU. Recorded in `<ID>.json` unless "cpu".
 
     Returns:
         figure id -> the paths it wrote, in figure order.
@@ -156,7 +162,11 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
 
     from synthetic.validation import positive_int
 
+    from ..engine.config import check_device, device_name
+
     figures = select(only)
+    device = device_name(device)
+    check_device(device)
     jobs = min(len(figures), os.cpu_count() or 1) if jobs is None else positive_int("jobs", jobs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,10 +180,10 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
     with tqdm(total=len(figures), desc="figures", disable=not progress) as bar:
         if jobs == 1:
             for fig in figures:
-                done(*_make_one(fig.id, quick, str(out)))
+                done(*_make_one(fig.id, quick, str(out), device))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_make_one, fig.id, quick, str(out)) for fig in figures]
+                futures = [pool.submit(_make_one, fig.id, quick, str(out), device) for fig in figures]
                 for fut in as_completed(futures):
                     done(*fut.result())
     return {fig.id: results[fig.id][0] for fig in figures}

@@ -123,8 +123,10 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool, seconds: float | None = None) -> list[Path]:
-    """Save the figure's files into `out` (module docstring) and return their paths.
+def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool, seconds: float | None = None,
+          device: str = "cpu") -> list[Path]:
+    """Save the figure's files into `out` (module docstring) and return their paths. The JSON names
+    the runs' `device` when it is not the CPU (as a run's config hash leaves out a default device).
 
     Atomic per figure: every file is rendered in memory and written to a temporary name first, then
     renamed into place with `<ID>.json` (which records the mode, quick or full) last
@@ -151,6 +153,8 @@ def write(fig: Figure, result: Result, s: dict, out: Path, *, quick: bool, secon
     meta = {"figure": fig.id, "title": fig.title, "quick": quick, "seed": fig.seed, "settings": s,
             "seconds": None if seconds is None else round(float(seconds), 1),
             "versions": versions(), "notes": result.notes, "claims": [r.to_dict() for r in result.records]}
+    if device != "cpu":
+        meta["device"] = device
     files[f"{fig.id}.json"] = (json.dumps(_finite(meta), indent=1, default=str, allow_nan=False) + "\n").encode()
     written = replace_files(out, files)
     return written[:3] + [written[-1]] + written[3:-1]  # png, csv, claims.csv, json, then the extra tables
