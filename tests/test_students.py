@@ -64,6 +64,27 @@ def test_linear_large_batches_and_shared_inputs_use_blas_paths_correctly(feature
     torch.testing.assert_close(s.log_probs(theta, shared), s.log_probs(theta, shared.contiguous()), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype,ulps", [(torch.float32, 64), (F64, 64)])
+@pytest.mark.parametrize("gauge", ["pinned", "full"])
+def test_linear_class_major_evaluation_matches_the_row_major_formula(gauge, dtype, ulps):
+    """Beyond SMALL_BATCH points the linear student's log q is computed class-major: equal to
+    log_softmax of the row-major logits up to `ulps` units of the largest |log q| (another summation
+    order in the GEMM and the softmax), the same for chain r alone as inside the batch (bit for bit),
+    and normalised."""
+    task = synthetic.make_task("paper")
+    s = Linear(task, gauge=gauge, dtype=dtype)
+    theta = _theta(s, 5, 21).to(dtype)
+    x = torch.tensor(task.sample(700, np.random.default_rng(22))[0], dtype=dtype).expand(5, -1, -1)
+    fast = s.log_probs(theta, x)
+    assert fast.shape == (5, 700, task.num_classes)
+    slow = torch.log_softmax(s._logits(theta, s.xt(x)), dim=-1)  # the row-major formula
+    tol = ulps * torch.finfo(dtype).eps * float(slow.abs().max())
+    torch.testing.assert_close(fast, slow, rtol=0, atol=tol)
+    for r in (0, 3):
+        assert torch.equal(s.log_probs(theta[r : r + 1], x[:1]), fast[r : r + 1])
+    torch.testing.assert_close(fast.exp().sum(-1), torch.ones(5, 700, dtype=dtype), rtol=0, atol=1e3 * torch.finfo(dtype).eps)
+
+
 def test_full_gauge_gradient_rows_sum_to_zero_on_simplex():
     # gradient rows sum to (sum t)(sum q) - sum t = 0, so SGD from the sum-zero optimum stays sum-zero
     task = synthetic.make_task("triangle")
