@@ -124,8 +124,9 @@ class TrainedTeacher(FunctionTeacher):
         train_time: wall-clock fitting time in seconds.
         posterior_draws: `sample_proba` draws p~_w(x) for posterior samples w (E24).
 
-    A fitted teacher is a fixed function: `log_proba` keeps its last `MEMO_INPUTS` answers, keyed
-    on the input's bytes, and returns copies (the same numbers as computing again, bit for bit).
+    A fitted teacher is a fixed function: `log_proba` keeps its answers for the last `MEMO_INPUTS`
+    inputs, keyed on the input's bytes, and returns copies (the numbers of computing again, bit for
+    bit).
     """
 
     posterior_draws = False
@@ -151,15 +152,14 @@ class TrainedTeacher(FunctionTeacher):
         """Return log p~(x) `[N, K]` float64, computed in log space (no underflow to -inf)."""
         x = validation.finite_array("x", x, shape=(None, self.dim))
         key = (x.shape, hashlib.blake2b(np.ascontiguousarray(x).data, digest_size=16).digest())
-        memo = self._memo
-        if key in memo:
-            memo.move_to_end(key)
-        else:
+        hit = self._memo.get(key)  # one lookup: safe beside a feed thread asking at the same time
+        if hit is None:
             with single_thread():
-                memo[key] = np.asarray(self._log_proba(x))
-            while len(memo) > MEMO_INPUTS:
-                memo.popitem(last=False)
-        return memo[key].copy()
+                hit = np.asarray(self._log_proba(x))
+            self._memo[key] = hit
+            while len(self._memo) > MEMO_INPUTS:  # the oldest input goes first
+                self._memo.popitem(last=False)
+        return hit.copy()
 
     def sample_proba(self, x: np.ndarray, count: int, generator: torch.Generator) -> np.ndarray:
         """Return p~_w(x) `[count, N, K]` for `count` posterior draws w per row, independent across
