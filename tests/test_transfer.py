@@ -178,3 +178,20 @@ def test_predict_with_a_trained_teacher_equals_the_claims_route():
     claim = CT.predicted(cfg, "finite_n")
     assert p.e23_excess_risk.value == pytest.approx(claim.value, rel=1e-12)
     assert p.e23_excess_risk.se == pytest.approx(claim.se, rel=1e-9) and claim.se > 0
+
+
+def test_kept_outer_products_give_the_numbers_of_products_built_anew(monkeypatch):
+    """`_pair_blocks` keeps the last feature matrix's outer products: `_kron_mean` and `_forms` with
+    them kept equal the same sums with them rebuilt, bit for bit, over several blocks of nodes; a
+    different matrix of the same shape gets its own products."""
+    rng = np.random.default_rng(5)
+    N, D, r = 2 * T._CHUNK + 17, 6, 3
+    phi, other = rng.standard_normal((N, D)), rng.standard_normal((N, D))
+    w, M, H = rng.random(N), rng.standard_normal((N, r, r)), rng.standard_normal((r * D, r * D))
+    kept = [T._kron_mean(w, M, phi), T._forms(H, phi, r), T._kron_mean(w, M, other), T._kron_mean(w, M, phi)]
+    monkeypatch.setattr(T, "PAIRS_KEPT", 0)  # nothing kept: every call builds its products
+    monkeypatch.setattr(T, "_PAIRS", (None, []))
+    anew = [T._kron_mean(w, M, phi), T._forms(H, phi, r), T._kron_mean(w, M, other), T._kron_mean(w, M, phi)]
+    for a, b in zip(kept, anew):
+        assert np.array_equal(a, b)
+    assert not np.allclose(anew[0], anew[2])

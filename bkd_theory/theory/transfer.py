@@ -42,7 +42,7 @@ linear in mu so it uses the mean target.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,9 @@ __all__ = ["Component", "Transfer", "TransferEstimate", "component", "mean_estim
            "transfer_estimate"]
 
 _CHUNK = 4096  # nodes per block of the [N, D^2] feature outer products
+#: float64 elements of the outer products kept for the last feature matrix (64 MB; `_pair_blocks`)
+PAIRS_KEPT = 2**23
+_PAIRS: tuple = (None, [])
 NEWTON_STEPS, NEWTON_TOL = 30, 1e-11
 
 
@@ -125,13 +128,30 @@ def component(teacher: Any, lam: float, nodes: Nodes, share: float = 1.0) -> Com
     return Component(nodes.p + db, cov, share)
 
 
+def _pair_blocks(phi: np.ndarray) -> Iterable[tuple[slice, np.ndarray]]:
+    """(s, phi_n phi_n^T for n in s, `[len(s), D^2]`) over blocks of `_CHUNK` nodes. The blocks of
+    the last matrix are kept while they fit `PAIRS_KEPT` (every Newton step and moment of one
+    `transfer` uses the same phi; kept or built anew, the numbers are the same)."""
+    global _PAIRS
+    held, kept = _PAIRS
+    if held is phi:
+        return kept
+    D = phi.shape[1]
+    blocks = ((slice(lo, lo + _CHUNK), (phi[lo:lo + _CHUNK, :, None] * phi[lo:lo + _CHUNK, None, :]).reshape(-1, D * D))
+              for lo in range(0, len(phi), _CHUNK))
+    if len(phi) * D * D > PAIRS_KEPT:
+        return blocks
+    kept = list(blocks)
+    _PAIRS = (phi, kept)  # one assignment: a reader sees the old pair or the new one
+    return kept
+
+
 def _kron_mean(w: np.ndarray, M: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """sum_n w_n M_n kron phi_n phi_n^T `[rD, rD]` for M `[N, r, r]` (row-major W index j * D + f)."""
-    N, r, D = len(w), M.shape[1], phi.shape[1]
+    r, D = M.shape[1], phi.shape[1]
     out = np.zeros((r * r, D * D))
-    for lo in range(0, N, _CHUNK):
-        s = slice(lo, lo + _CHUNK)
-        out += (M[s] * w[s, None, None]).reshape(-1, r * r).T @ (phi[s, :, None] * phi[s, None, :]).reshape(-1, D * D)
+    for s, pairs in _pair_blocks(phi):
+        out += (M[s] * w[s, None, None]).reshape(-1, r * r).T @ pairs
     return out.reshape(r, r, D, D).transpose(0, 2, 1, 3).reshape(r * D, r * D)
 
 
@@ -145,9 +165,8 @@ def _forms(M: np.ndarray, phi: np.ndarray, r: int) -> np.ndarray:
     D = phi.shape[1]
     M4 = M.reshape(r, D, r, D).transpose(1, 3, 0, 2).reshape(D * D, r * r)
     out = np.empty((len(phi), r, r))
-    for lo in range(0, len(phi), _CHUNK):
-        s = slice(lo, lo + _CHUNK)
-        out[s] = ((phi[s, :, None] * phi[s, None, :]).reshape(-1, D * D) @ M4).reshape(-1, r, r)
+    for s, pairs in _pair_blocks(phi):
+        out[s] = (pairs @ M4).reshape(-1, r, r)
     return out
 
 
