@@ -64,6 +64,26 @@ def test_figure_runs_take_the_device_of_the_block():
     assert recipes.run_config(cfg)["device"] == "cpu"
 
 
+def test_make_runs_the_figure_on_its_device_and_records_it(monkeypatch, tmp_path):
+    """`reproduce.make` measures a figure inside `on_device`: the figure's runs see the device (here
+    a stand-in GPU, its presence check switched off), the written JSON gets it, and after the figure
+    the runs are back on the CPU."""
+    import bkd_theory.reproduce as rep
+    from bkd_theory.claims import recipes
+    from bkd_theory.engine import config as engine_config
+
+    import dataclasses
+
+    fig = rep.select(["F2"])[0]
+    seen = []
+    stand_in = dataclasses.replace(fig, measure=lambda s: seen.append(recipes._DEVICE.get()) or "result")
+    monkeypatch.setattr(rep, "select", lambda only: [stand_in])
+    monkeypatch.setattr(engine_config, "check_device", lambda name: torch.device("cpu"))
+    monkeypatch.setattr(rep, "write", lambda f, result, s, out, **kw: (seen.append(kw["device"]), [])[1])
+    assert rep.make("F2", True, tmp_path, device="CUDA:1") == ([], "result")
+    assert seen == ["cuda:1", "cuda:1"] and recipes._DEVICE.get() == "cpu"
+
+
 @pytest.mark.parametrize("bad", ["gpu", "cuda:x", ""] + ([] if CUDA else ["cuda"]))
 def test_reproduce_refuses_a_bad_or_absent_device_before_any_work(tmp_path, capsys, bad):
     from bkd_theory.reproduce import reproduce

@@ -131,16 +131,14 @@ def test_a_figure_runs_with_one_torch_thread_in_process(monkeypatch, tmp_path):
 
     import bkd_theory.reproduce as rep
 
-    from bkd_theory.claims import recipes
-
     seen = []
     monkeypatch.setattr(rep, "make", lambda fig_id, quick, out, device: (
-        seen.append((torch.get_num_threads(), device, recipes._DEVICE.get())), ([], None))[1])
+        seen.append((torch.get_num_threads(), device)), ([], None))[1])
     monkeypatch.setattr(rep, "write_index", lambda *a, **k: None)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         rep.reproduce(tmp_path, quick=True, only=["F2", "F3"], jobs=1)
-        assert seen == [(1, "cpu", "cpu")] * 2 and torch.get_num_threads() == 2
+        assert seen == [(1, "cpu")] * 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

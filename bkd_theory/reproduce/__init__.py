@@ -46,12 +46,15 @@ def select(only: Sequence[str] | None = None) -> list[Figure]:
 
 
 def make(fig_id: str, quick: bool, out: Path | str, *, device: str = "cpu") -> tuple[list[Path], Result]:
-    """Measure, judge, draw and save one figure; return its paths and its `Result`. `device` is
-    recorded with it; the runs take it from `claims.recipes.on_device` (as `reproduce` sets it)."""
+    """Measure, judge, draw and save one figure; return its paths and its `Result`. Its SGD runs go
+    to `device` (`claims.recipes.on_device`), which its `<ID>.json` records unless it is the CPU."""
+    from ..claims.recipes import on_device
+
     fig = select([fig_id])[0]
     s = fig.settings(quick)
     start = time.perf_counter()
-    result = fig.measure(s)
+    with on_device(device) as device:
+        result = fig.measure(s)
     return write(fig, result, s, Path(out), quick=quick, seconds=time.perf_counter() - start, device=device), result
 
 
@@ -124,16 +127,13 @@ def _make_one(fig_id: str, quick: bool, out: str, device: str = "cpu") -> tuple[
     import matplotlib
     import torch
 
-    from ..claims.recipes import on_device
-
     matplotlib.use("Agg")  # figures are files; never open a window
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with on_device(device):
-            start = time.perf_counter()
-            paths, _ = make(fig_id, quick, out, device=device)
-            return fig_id, paths, time.perf_counter() - start
+        start = time.perf_counter()
+        paths, _ = make(fig_id, quick, out, device=device)
+        return fig_id, paths, time.perf_counter() - start
     finally:
         torch.set_num_threads(before)
 
