@@ -70,7 +70,13 @@ class Divergence:
         """`[R]` bool: the chain meets neither rule 1 nor rule 2 (NaN and inf norms compare False)."""
         return torch.linalg.vector_norm(theta, dim=1) <= self.limit
 
-    def reason(self, theta_row: torch.Tensor) -> str:
+    def rows(self, lo: int, hi: int) -> "Divergence":
+        """The rule of chains lo:hi alone (a run stacked with others inside one loop)."""
+        excess = None if self.excess_limit is None else self.excess_limit[lo:hi].copy()
+        return Divergence(self.ref, self.limit[lo:hi], self.start_dist2[lo:hi].copy(), self.log_k, excess)
+
+    @staticmethod
+    def reason(theta_row: torch.Tensor) -> str:
         """Which of rules 1-2 a chain outside `within` broke: "non-finite" or "distance"."""
         return "non-finite" if not bool(torch.isfinite(theta_row).all()) else "distance"
 

@@ -37,13 +37,15 @@ from ..instruments.base import PerPoint
 from ..instruments.context import ATTRIBUTES
 from ..records import Run, versions
 from ..rng import chain_streams, run_streams
+from ..students.kd import cat_targets
 from .build import Setup, build
 from .config import RunConfig, parse_schedule
 from .divergence import Divergence
 from .feed import make_feed
 from .resources import Limits, check, run_cost
+from .rows import aligned_copy, rows_like
 
-__all__ = ["Loop", "run"]
+__all__ = ["STEP_FIELDS", "Group", "Loop", "run"]
 
 #: the record's stationarity check uses H at theta* (`Run.relaxation`) for students up to this size
 RELAXATION_MAX_PARAMS, RELAXATION_N_MC = 3000, 4096
@@ -60,98 +62,181 @@ def _instruments(config: RunConfig, instruments: Sequence[Instrument | str] | No
     return chosen
 
 
-class Loop:
-    """One run of R chains: set up from a `Setup`, then `execute()` returns the `Run` record."""
+#: the `RunConfig` fields that define the update every chain takes; runs that agree on them (and share
+#: one task and one student object) can run as one loop over their stacked chains (`Loop`, `run_many`)
+STEP_FIELDS = ("task", "standardize", "student", "gauge", "features", "dtype", "device", "optimizer", "momentum",
+               "beta1", "beta2", "eps", "gamma", "schedule", "steps", "batch", "kd_temperature")
 
-    def __init__(self, setup: Setup, instruments: Sequence[Instrument | str] | None = None) -> None:
+
+class Group:
+    """The chains of one run inside a `Loop`, rows lo:hi of its stacked parameters: their streams,
+    evaluation set, data feed, instruments, divergence rule (rule 3 is per run) and records."""
+
+    def __init__(self, setup: Setup, instruments: Sequence[Instrument | str] | None, lo: int) -> None:
         cfg, task, student = setup.config, setup.task, setup.student
-        self.setup, self.cfg, self.t0 = setup, cfg, time.perf_counter()
+        self.setup, self.cfg, self.lo, self.hi = setup, cfg, lo, lo + cfg.chains
         self.instruments = _instruments(cfg, instruments)
         self.chains = np.arange(cfg.first_chain, cfg.first_chain + cfg.chains)
         self.streams = [chain_streams(cfg.seed, int(c)) for c in self.chains]
-        self.device = student.device  # engine.build put the student on the run's device
-        self.eval_set = EvalSet.from_task(task, cfg.eval_n, run_streams(cfg.seed).data, student.dtype).to(self.device)
+        self.eval_set = EvalSet.from_task(task, cfg.eval_n, run_streams(cfg.seed).data, student.dtype).to(student.device)
         try:
-            self.theta_star: torch.Tensor | None = student.optimum(task).to(self.device)
+            self.theta_star: torch.Tensor | None = student.optimum(task).to(student.device)
         except ValueError:
             self.theta_star = None
         if self.theta_star is None and cfg.init in (Init.OPTIMUM, Init.PERTURBED):
             raise ValueError(f"init={cfg.init.value!r} needs a realizable student; {student.spec!r} has no theta* "
                              f"on task {cfg.task!r}")
-        self.theta = student.init_params(cfg.init, cfg.chains, task, self.streams, cfg.init_scale).to(self.device)
-        self.spare = torch.empty_like(self.theta)
+        self.theta0 = student.init_params(cfg.init, cfg.chains, task, self.streams, cfg.init_scale).to(student.device)
         self.feed = make_feed(cfg, task, setup.teacher, self.streams, student.dtype, self.chains)
-        self.factor = parse_schedule(cfg.schedule)
-        setup.optimizer.start(self.theta)
-        self.active = torch.ones(cfg.chains, dtype=torch.bool, device=self.device)
-        self.diverged = torch.full((cfg.chains,), -1, dtype=torch.int64)
-        self.reasons = [""] * cfg.chains
-        self.rule, self.stopped = Divergence.start(self.theta, self.theta_star, task.num_classes), False
         self.bank = StreamBank(cfg.seed, self.chains)
+        self.rule: Divergence | None = None  # set by the loop: its rows of the stacked rule
         self.records: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         self.points: dict[str, tuple[list[int], list[np.ndarray]]] = {}
         # cumulative effective step sizes at the recorded steps: sum gamma_k s_k for a scalar rate s_k
         # (heavy ball: 1 / (1 - beta)); the vector sum gamma_k P_k for a diagonal preconditioner (Adam, E21)
-        self.decay, self.gamma_sum = {}, 0.0
+        self.decay: dict[int, Any] = {}
+        self.gamma_sum: Any = 0.0
         self.relax = self.theta_star is not None and student.num_params <= RELAXATION_MAX_PARAMS
 
+    @property
+    def rows(self) -> slice:
+        return slice(self.lo, self.hi)
+
+    def store(self, step: int, values: dict[str, Any]) -> dict[str, np.ndarray]:
+        """File one observation's {quantity: `[R]` values or `PerPoint`}; return the `[R]` values."""
+        now = {}
+        for quantity, v in values.items():
+            if isinstance(v, PerPoint):
+                steps_p, vals_p = self.points.setdefault(quantity, ([], []))
+                steps_p.append(step)
+                vals_p.append(v.points.detach().to("cpu", torch.float64).numpy().copy())
+                v = v.values
+            steps_q, vals_q = self.records.setdefault(quantity, ([], []))
+            steps_q.append(step)
+            vals_q.append(torch.as_tensor(v).detach().to("cpu", torch.float64).reshape(self.cfg.chains).numpy().copy())
+            now[quantity] = vals_q[-1]
+        return now
+
+
+def _check_stack(setups: Sequence[Setup]) -> None:
+    """ValueError unless the setups can share one loop (`STEP_FIELDS`, one task and one student object)."""
+    first = setups[0]
+    for i, s in enumerate(setups[1:], 1):
+        if s.task is not first.task or s.student is not first.student:
+            raise ValueError(f"setups[{i}]: stacked runs must share one task and one student object")
+        differ = [f for f in STEP_FIELDS if getattr(s.config, f) != getattr(first.config, f)]
+        if differ:
+            raise ValueError(f"setups[{i}]: stacked runs must agree on {', '.join(differ)} (STEP_FIELDS)")
+
+
+class Loop:
+    """R chains of one run, or of several runs stacked: set up from `Setup`s, then `execute()` returns
+    their `Run` records.
+
+    Stacked runs (a sequence of setups that agree on `STEP_FIELDS` and share one task and one student
+    object, `instruments` then one entry per setup) take each update as one batch of all their chains;
+    every operation of an update is chain-local, and each run keeps its own streams, feed, evaluation
+    set, instruments and records, so each record is bit for bit that of the run alone.
+    """
+
+    def __init__(self, setup: Setup | Sequence[Setup], instruments: Any = None) -> None:
+        setups = [setup] if isinstance(setup, Setup) else list(setup)
+        chosen = [instruments] if isinstance(setup, Setup) else [None] * len(setups) if instruments is None \
+            else list(instruments)
+        if not setups or len(chosen) != len(setups):
+            raise ValueError(f"instruments must give one entry per setup, got {len(chosen)} for {len(setups)}")
+        _check_stack(setups)
+        self.t0 = time.perf_counter()
+        self.groups, lo = [], 0
+        for s, ins in zip(setups, chosen):
+            self.groups.append(Group(s, ins, lo))
+            lo = self.groups[-1].hi
+        first = setups[0]
+        self.cfg, self.student, self.optimizer = first.config, first.student, first.optimizer
+        self.device = self.student.device  # engine.build put the student on the run's device
+        thetas = [g.theta0 for g in self.groups]
+        self.theta = aligned_copy(thetas[0] if len(thetas) == 1 else torch.cat(thetas))  # `engine.rows`
+        for g in self.groups:
+            del g.theta0
+        self.spare = rows_like(self.theta)
+        self.factor = parse_schedule(self.cfg.schedule)
+        self.optimizer.start(self.theta)
+        self.active = torch.ones(lo, dtype=torch.bool, device=self.device)
+        self.diverged = torch.full((lo,), -1, dtype=torch.int64)
+        self.reasons = [""] * lo
+        self.rule, self.stopped = Divergence.start(self.theta, self.groups[0].theta_star, first.task.num_classes), False
+        for g in self.groups:
+            g.rule = self.rule.rows(g.lo, g.hi)
+        self._masks = self._group_masks()
+
+    def _group_masks(self) -> list[torch.Tensor]:
+        """Per run, its active chains as an `[R]` mask of the stack (the optimizer's `rate` of that run)."""
+        if len(self.groups) == 1:
+            return [self.active]
+        masks = []
+        for g in self.groups:
+            m = torch.zeros_like(self.active)
+            m[g.rows] = self.active[g.rows]
+            masks.append(m)
+        return masks
+
     def observe(self, step: int) -> None:
-        """Call the instruments due at `step` and store their values `[R]` per quantity."""
-        due = [ins for ins in self.instruments if ins.schedule(step)]
+        """Call each run's instruments due at `step` and store their values `[R]` per quantity."""
+        for g in self.groups:
+            self._observe(g, step)
+
+    def _observe(self, g: Group, step: int) -> None:
+        due = [ins for ins in g.instruments if ins.schedule(step)]
         if not due:
             return
-        s = self.setup
-        ctx = StepContext(step=step, gamma=self.cfg.gamma * self.factor(max(step - 1, 0)), theta=self.theta.clone(),
-                          theta_star=self.theta_star, student=s.student, task=s.task, teacher=s.teacher,
-                          batch_size=self.cfg.batch, eval_set=self.eval_set, active=self.active.clone(), streams=self.bank)
+        s = g.setup
+        ctx = StepContext(step=step, gamma=self.cfg.gamma * self.factor(max(step - 1, 0)),
+                          theta=aligned_copy(self.theta[g.rows]), theta_star=g.theta_star, student=s.student, task=s.task,
+                          teacher=s.teacher, batch_size=self.cfg.batch, eval_set=g.eval_set,
+                          active=self.active[g.rows].clone(), streams=g.bank)
         for name in sorted(set().union(*(frozenset(ins.needs) for ins in due)) - ATTRIBUTES):
             ctx.need(name)  # each shared need once per step, in a fixed order
-        R, now = self.cfg.chains, {}
-        self.decay[step] = self.gamma_sum.clone() if isinstance(self.gamma_sum, torch.Tensor) else self.gamma_sum
+        g.decay[step] = g.gamma_sum.clone() if isinstance(g.gamma_sum, torch.Tensor) else g.gamma_sum
+        now: dict[str, np.ndarray] = {}
         for ins in due:
-            for quantity, values in ins.observe(ctx).items():
-                if isinstance(values, PerPoint):
-                    steps_p, vals_p = self.points.setdefault(quantity, ([], []))
-                    steps_p.append(step)
-                    vals_p.append(values.points.detach().to("cpu", torch.float64).numpy().copy())
-                    values = values.values
-                steps_q, vals_q = self.records.setdefault(quantity, ([], []))
-                steps_q.append(step)
-                vals_q.append(torch.as_tensor(values).detach().to("cpu", torch.float64).reshape(R).numpy().copy())
-                now[quantity] = vals_q[-1]
-        blown = torch.from_numpy(self.rule.observed(now)).to(self.device) & self.active
+            now.update(g.store(step, ins.observe(ctx)))
+        blown = torch.zeros_like(self.active)
+        blown[g.rows] = torch.from_numpy(g.rule.observed(now)).to(self.device)
+        blown &= self.active
         if bool(blown.any()):  # rule 3: stopped from this step on, at its current theta
             self._stop(blown, step, lambda r: "excess_risk")
-            self.active &= ~blown
-            self.setup.optimizer.freeze(~self.active)
 
     def _stop(self, newly: torch.Tensor, step: int, why: Any) -> None:
-        """Record `step` and the reason `why(r)` for the chains `newly` `[R]` bool."""
+        """Record `step` and the reason `why(r)` for the chains `newly` `[R]` bool, and stop them."""
         self.stopped = True
-        newly = newly.cpu()
-        self.diverged[newly] = step
-        for r in torch.nonzero(newly).flatten().tolist():
+        rows = newly.cpu()
+        self.diverged[rows] = step
+        for r in torch.nonzero(rows).flatten().tolist():
             self.reasons[r] = why(r)
+        self.active = self.active & ~newly
+        self.optimizer.freeze(~self.active)
+        self._masks = self._group_masks()
 
     def advance(self, k: int, x: torch.Tensor, t: torch.Tensor) -> None:
         """One update (step k -> k + 1) of every chain; chains that diverge (rules 1-2) stop here."""
         gamma_k = self.cfg.gamma * self.factor(k)
-        new = self.setup.optimizer.step(self.setup.student, self.theta, x, t, gamma_k, self.spare)
-        self.gamma_sum = self.gamma_sum + gamma_k * (self.setup.optimizer.rate(self.active) if self.relax else 1.0)
+        new = self.optimizer.step(self.student, self.theta, x, t, gamma_k, self.spare)
+        for g, mask in zip(self.groups, self._masks):
+            g.gamma_sum = g.gamma_sum + gamma_k * (self.optimizer.rate(mask) if g.relax else 1.0)
         ok = self.rule.within(new)  # one norm per chain: NaN, inf and blow-ups all fail it
         if self.stopped or not bool(ok.all()):
             newly = self.active & ~ok
             if bool(newly.any()):
-                self._stop(newly, k + 1, lambda r: self.rule.reason(new[r]))
-            self.active = self.active & ok
+                self._stop(newly, k + 1, lambda r: Divergence.reason(new[r]))
             new.copy_(torch.where(self.active[:, None], new, self.theta))  # stopped chains keep their last theta
-            self.setup.optimizer.freeze(~self.active)
         self.theta, self.spare = new, self.theta  # double buffer: no allocation per step
 
-    def execute(self, progress: bool = False, prefetch: bool = True) -> Run:
-        """Run every step, observing on the instruments' schedules; return the record."""
+    def execute(self, progress: bool = False, prefetch: bool = True) -> list[Run]:
+        """Run every step, observing on the instruments' schedules; return the records, one per run."""
         cfg, k = self.cfg, 0
-        desc = f"bkd run {cfg.task}/{self.setup.student.spec}/{self.setup.teacher.spec}"
+        s = self.groups[0].setup
+        more = f" (+{len(self.groups) - 1} stacked)" if len(self.groups) > 1 else ""
+        desc = f"bkd run {cfg.task}/{s.student.spec}/{s.teacher.spec}{more}"
         with tqdm(total=cfg.steps, disable=not progress, desc=desc, unit="step") as bar, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="bkd-feed") as pool:
             self.observe(0)
@@ -168,48 +253,52 @@ class Loop:
                     k += 1
                     self.observe(k)
                 bar.update(todo)
-        return self.record()
+        elapsed = time.perf_counter() - self.t0
+        return [self.record(g, elapsed) for g in self.groups]
 
     def page(self) -> tuple[torch.Tensor, Any]:
-        """The feed's next page (drawn on the CPU), on the run's device."""
-        xs, ts = self.feed.next_page()
+        """The feeds' next pages (drawn on the CPU; runs stacked along the chain axis), on the run's device."""
+        pages = [g.feed.next_page() for g in self.groups]
+        xs, ts = pages[0] if len(pages) == 1 else (torch.cat([p[0] for p in pages], dim=1),
+                                                    cat_targets([p[1] for p in pages], dim=1))
         if self.device.type == "cpu":
             return xs, ts
         return xs.to(self.device), ts.to(device=self.device)
 
-    def relaxation(self) -> dict[str, Any] | None:
+    def relaxation(self, g: Group) -> dict[str, Any] | None:
         """The eigenvalues of H at theta* (on its range; of P^1/2 H P^1/2 for a preconditioned rule,
-        `_preconditioned`) and the cumulative step sizes, for the per-quantity stationarity check of
-        the record; None when H is not available."""
-        s = self.setup
-        if not self.relax:
+        `_preconditioned`) and run g's cumulative step sizes, for the per-quantity stationarity check
+        of its record; None when H is not available."""
+        s = g.setup
+        if not g.relax:
             return None
         from ..theory import constants
 
         method = "linear" if s.student.feature_model() is not None else "fisher"
         s.student.to_device("cpu")  # the theory works in numpy on the CPU
         try:
-            H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=self.cfg.seed, method=method)
+            H = constants.hessian_at_optimum(s.task, s.student, n_mc=RELAXATION_N_MC, seed=g.cfg.seed, method=method)
         finally:
             s.student.to_device(self.device)
         how = f"H at theta* ({method}, Monte Carlo over {RELAXATION_N_MC} inputs), on its range"
         null = constants.null_basis(s.student)
         order = 2 if s.teacher.unbiased else 1  # a biased teacher's F - F* is linear in the mean offset (stats)
-        if not isinstance(self.gamma_sum, torch.Tensor):
-            return {"eigenvalues": constants.curvature(H, null).eigenvalues, "decay": dict(self.decay), "method": how,
+        if not isinstance(g.gamma_sum, torch.Tensor):
+            return {"eigenvalues": constants.curvature(H, null).eigenvalues, "decay": dict(g.decay), "method": how,
                     "order": order}
-        pre = _preconditioned(H, null, self.decay, how)
+        pre = _preconditioned(H, null, g.decay, how)
         return None if pre is None else {**pre, "order": order}
 
-    def record(self) -> Run:
-        """The `Run` record of what has been done."""
-        return Run(config=self.cfg.to_dict(), seed=self.cfg.seed, versions=versions(),
-                   wall_time=time.perf_counter() - self.t0, diverged_step=self.diverged.numpy().copy(),
-                   diverged_reason=list(self.reasons), divergence=self.rule.describe(),
-                   theta_final=self.theta.detach().to("cpu", torch.float64).numpy().copy(), chains=self.chains.copy(),
-                   records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.records.items()},
-                   points={q: (np.asarray(s), np.stack(v)) for q, (s, v) in self.points.items()},
-                   relaxation=self.relaxation())
+    def record(self, g: Group, wall_time: float) -> Run:
+        """The `Run` record of what run g has done; `wall_time` (s): the loop's, stacked runs included."""
+        rows = g.rows
+        return Run(config=g.cfg.to_dict(), seed=g.cfg.seed, versions=versions(),
+                   wall_time=wall_time, diverged_step=self.diverged[rows].numpy().copy(),
+                   diverged_reason=self.reasons[rows], divergence=g.rule.describe(),
+                   theta_final=self.theta[rows].detach().to("cpu", torch.float64).numpy().copy(), chains=g.chains.copy(),
+                   records={q: (np.asarray(s), np.stack(v)) for q, (s, v) in g.records.items()},
+                   points={q: (np.asarray(s), np.stack(v)) for q, (s, v) in g.points.items()},
+                   relaxation=self.relaxation(g))
 
 
 def _preconditioned(H: np.ndarray, null: np.ndarray, decay: dict[int, Any], how: str) -> dict[str, Any] | None:
@@ -265,6 +354,6 @@ def run(config: RunConfig | Any | None = None, student: Any | None = None, teach
     if threads is not None:
         torch.set_num_threads(validation.positive_int("threads", threads))
     try:
-        return Loop(setup, instruments).execute(progress, prefetch)
+        return Loop(setup, instruments).execute(progress, prefetch)[0]
     finally:
         torch.set_num_threads(previous)

@@ -1,6 +1,7 @@
 """Optimizers as update rules over the stacked chains (DESIGN 4): each registers itself.
 
-An update rule keeps its per-chain state (tensors `[R, P]`) and writes theta_{k+1} into a buffer:
+An update rule keeps its per-chain state (tensors `[R, P]`, rows aligned as theta's: `engine.rows`)
+and writes theta_{k+1} into a buffer:
 
     rule.start(theta)                                   allocate state for theta `[R, P]`
     rule.step(student, theta, x, t, gamma, out) -> out  one update of every chain
@@ -21,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from synthetic.registry import Registry
+
+from .rows import rows_like
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..students import Student
@@ -90,7 +93,7 @@ class SGD(UpdateRule):
 
     def start(self, theta: torch.Tensor) -> None:
         if self.momentum > 0.0:
-            self.velocity, self._grad = torch.zeros_like(theta), torch.empty_like(theta)
+            self.velocity, self._grad = rows_like(theta, 0.0), rows_like(theta)
 
     def rate(self, active: torch.Tensor) -> float:
         """Heavy-ball momentum: 1 / (1 - beta) to first order (E17 with gamma / (1 - beta))."""
@@ -120,8 +123,8 @@ class Adam(UpdateRule):
         return cls(config.beta1, config.beta2, config.eps)
 
     def start(self, theta: torch.Tensor) -> None:
-        self.m, self.v = torch.zeros_like(theta), torch.zeros_like(theta)
-        self._grad, self._denom = torch.empty_like(theta), torch.empty_like(theta)
+        self.m, self.v = rows_like(theta, 0.0), rows_like(theta, 0.0)
+        self._grad, self._denom = rows_like(theta), rows_like(theta)
         self.k = 0
 
     def step(self, student: "Student", theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["KDTargets", "as_targets", "logit_residual", "loss", "temper"]
+__all__ = ["KDTargets", "as_targets", "cat_targets", "logit_residual", "loss", "temper"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,15 @@ class KDTargets:
         """The same targets in `dtype` and on `device` (None: as they are)."""
         return KDTargets(torch.as_tensor(self.hard, dtype=dtype, device=device),
                          torch.as_tensor(self.soft, dtype=dtype, device=device), self.T)
+
+
+def cat_targets(parts: list[Any], dim: int) -> torch.Tensor | KDTargets:
+    """Target tensors, or `KDTargets` of one temperature, concatenated along `dim` (`torch.cat`)."""
+    if all(isinstance(p, KDTargets) for p in parts) and len({p.T for p in parts}) == 1:
+        return KDTargets(torch.cat([p.hard for p in parts], dim), torch.cat([p.soft for p in parts], dim), parts[0].T)
+    if any(isinstance(p, KDTargets) for p in parts):
+        raise ValueError("cat_targets: KD targets join only with KD targets of the same temperature")
+    return torch.cat(parts, dim)
 
 
 def as_targets(t: Any, dtype: torch.dtype) -> torch.Tensor | KDTargets:
