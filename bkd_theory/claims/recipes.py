@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
@@ -44,10 +45,23 @@ def key(cfg: Mapping[str, Any]) -> str:
 
 
 def memo(fn: Callable[[Mapping[str, Any]], Any]) -> Callable[[Mapping[str, Any]], Any]:
-    """Memoise a recipe on its configuration (the MEMO_SIZE most recent)."""
-    cached = lru_cache(maxsize=MEMO_SIZE)(lambda k: fn(json.loads(k)))
-    wrapper = lambda cfg: cached(key(cfg))  # noqa: E731
-    wrapper.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    """Memoise a recipe on its configuration (the MEMO_SIZE most recently used); the wrapper has
+    `cache_clear()` and `cached(cfg)` (whether cfg's value is kept)."""
+    kept: OrderedDict[str, Any] = OrderedDict()
+
+    def wrapper(cfg: Mapping[str, Any]) -> Any:
+        k = key(cfg)
+        if k in kept:
+            kept.move_to_end(k)
+            return kept[k]
+        value = fn(json.loads(k))
+        kept[k] = value
+        while len(kept) > MEMO_SIZE:
+            kept.popitem(last=False)
+        return value
+
+    wrapper.cache_clear = kept.clear  # type: ignore[attr-defined]
+    wrapper.cached = lambda cfg: key(cfg) in kept  # type: ignore[attr-defined]
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 
@@ -296,16 +310,49 @@ def run(cfg: Mapping[str, Any]) -> Any:
     return _run(run_config(cfg))
 
 
-@memo
-def _run(cfg: Mapping[str, Any]) -> Any:
-    from ..engine import run as run_loop
+#: records made by `runs` and not yet taken into `_run`'s memo, by `key` of their run configuration
+_STACKED: dict[str, Any] = {}
+
+
+def runs(cfgs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """`run` of each configuration, those not yet memoised made together by `engine.run_many` (stacked
+    where they take the same update: the same records, in less time); at most MEMO_SIZE."""
+    from ..engine import run_many
+
+    todo = {key(rc): rc for rc in map(run_config, cfgs) if not _memoised(rc)}
+    if len(todo) > MEMO_SIZE:
+        raise ValueError(f"runs: {len(todo)} configurations is more than the memo keeps ({MEMO_SIZE})")
+    args = [_loop_args(rc) for rc in todo.values()]
+    made = run_many([fields for fields, _ in args], instruments=[ins for _, ins in args])
+    _STACKED.update(zip(todo, made))
+    return [run(c) for c in cfgs]
+
+
+def _memoised(rc: Mapping[str, Any]) -> bool:
+    return key(rc) in _STACKED or _run.cached(rc)
+
+
+def _loop_args(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+    """(`engine.run` keywords with the teacher object of a trained teacher, instruments) of a run config."""
     from ..instruments import INSTRUMENTS, Every
 
     fields = run_fields(cfg)
-    kind = trained_kind(fields.pop("teacher"))
-    teacher = cfg["teacher"] if kind is None else trained_teacher(cfg, kind)
+    kind = trained_kind(fields["teacher"])
+    if kind is not None:
+        fields["teacher"] = trained_teacher(cfg, kind)
     when = Every(int(fields["eval_every"]), last=int(fields["steps"]))
-    return run_loop(teacher=teacher, instruments=[INSTRUMENTS.get(n).obj(when) for n in cfg["instruments"]], **fields)
+    return fields, [INSTRUMENTS.get(n).obj(when) for n in cfg["instruments"]]
+
+
+@memo
+def _run(cfg: Mapping[str, Any]) -> Any:
+    from ..engine import run as run_loop
+
+    made = _STACKED.pop(key(cfg), None)
+    if made is not None:
+        return made
+    fields, instruments = _loop_args(cfg)
+    return run_loop(instruments=instruments, **fields)
 
 
 # ------------------------------------------------------------------ stationary values

@@ -94,13 +94,17 @@ class F1:
     @staticmethod
     def measure(s: dict) -> Result:
         base, lin = base_config(s), linear_config(s)
+        configs = _variant_configs(base, s["variants"])
+        # every run of the figure made up front, stacked where they share an update (`recipes.runs`)
+        recipes.runs([{**base, "teacher": t} for t in TEACHERS] + [{**c, "teacher": t} for c in configs.values()
+                                                                   for t in PAIR] + [{**lin, "teacher": t} for t in PAIR])
         records = _claims(base, lin)
         rows = _curve_rows(base) + _noise_rows(base, lin, records)
         for t in TEACHERS:
             a = L.end({**base, "teacher": t}, "accuracy")
             rows.append(_row("accuracy", t, "accuracy", L.label_scale(t), a.value, a.se))
         tables = {"noise": _noise_table(base), "accuracy": _accuracy_table(base)}
-        inv = _investigation(base, lin, s["variants"])
+        inv = _investigation(base, lin, configs)
         tables["investigation"] = inv
         rows += [_row("ratio", r.configuration, r.curve, i, r.ratio, r.se) for i, r in enumerate(inv.itertuples())]
         return Result(pd.DataFrame(rows, columns=COLUMNS), records, tables, notes=_notes(records, inv, base))
@@ -219,16 +223,21 @@ def _accuracy_table(base: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _investigation(base: dict, lin: dict, variants: tuple[str, ...]) -> pd.DataFrame:
-    """noise(dirichlet:0.5) / noise(dirichlet:5) of each curve: the base runs, the linear student, and
-    (full mode) the variants of `VARIANTS`; beside the two laws (s^(1/2): 2, s: 4)."""
-    configs = {"base (F1 runs)": base}
+def _variant_configs(base: dict, variants: tuple[str, ...]) -> dict[str, dict]:
+    """The configurations of the investigation: label -> the base with the overrides of `VARIANTS`."""
+    configs = {}
     for v in variants:
         over = dict(VARIANTS[v])
         eval_n = base["eval_n"] * over.pop("eval_mult", 1)
         configs[v] = {**base, **over, "eval_n": eval_n}
+    return configs
+
+
+def _investigation(base: dict, lin: dict, variants: dict[str, dict]) -> pd.DataFrame:
+    """noise(dirichlet:0.5) / noise(dirichlet:5) of each curve: the base runs, the linear student, and
+    (full mode) the variants (`_variant_configs`); beside the two laws (s^(1/2): 2, s: 4)."""
     rows = []
-    for label, cfg in configs.items():
+    for label, cfg in {"base (F1 runs)": base, **variants}.items():
         for c in CURVES:
             r = L.noise_ratio({**cfg, "curve": c, "teacher": PAIR[0], "than": PAIR[1]})
             rows.append(dict(configuration=label, student="mlp", curve=c, ratio=r.value, se=r.se, seeds=r.info["seeds"],
