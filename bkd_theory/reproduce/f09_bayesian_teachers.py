@@ -39,6 +39,7 @@ import pandas as pd
 from .. import claims
 from ..claims import learning as L
 from ..claims import protocol as P
+from ..claims import recipes
 from ..plots import finish, new_figure
 from ..plots import learning as lp
 from ..plots import neighborhood as nb
@@ -193,8 +194,10 @@ def _student_table(s: dict, teachers: pd.DataFrame) -> pd.DataFrame:
     differences to that student and to the labels' student, and the teacher's KL at the training points."""
     base, bayes = student_config(s), L.bayes_accuracy(student_config(s))
     kl = _training_kl(teachers)
+    names = [*s["students"], *REFERENCE]
+    recipes.runs([spec_config(base, name) for name in names])  # made together, stacked (`recipes.runs`)
     rows = []
-    for name in [*s["students"], *REFERENCE]:
+    for name in names:
         cfg = spec_config(base, name)
         row: dict = {"teacher": name, "seeds": base["chains"], "eval_n": base["eval_n"], "bayes_accuracy": bayes.value,
                      "teacher_kl_train": kl.get(name, math.nan)}
