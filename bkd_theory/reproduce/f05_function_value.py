@@ -71,8 +71,10 @@ class F5:
     def measure(s: dict) -> Result:
         rows, records, seeds = [], [], iter(range(10_000))
         run = {**_base(s), "gamma": GAMMA, "steps": s["steps"], "chains": s["chains"], "eval_every": s["eval_every"]}
-        for teacher in ("bcp", *s["noisy"]):
-            cfg = {**run, "teacher": teacher, "seed": point_seed(SEED, next(seeds))}
+        configs = [{**run, "teacher": t, "seed": point_seed(SEED, next(seeds))} for t in ("bcp", *s["noisy"])]
+        recipes.runs(configs)  # made together, stacked (`recipes.runs`)
+        for cfg in configs:
+            teacher = cfg["teacher"]
             m = recipes.measured_curve(cfg, "excess_risk")
             cid = ""
             if teacher == "bcp":
