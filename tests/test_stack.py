@@ -154,3 +154,17 @@ def test_recipes_runs_stacks_and_memoises_the_records_of_run():
     for a, b in zip(alone, made):
         assert_same_run(a, b)
     assert recipes.runs(cfgs) == made[:3]  # memoised: nothing runs again
+
+
+def test_recipes_stationaries_equal_stationary_one_at_a_time():
+    from bkd_theory.claims import recipes
+
+    base = {"task": "triangle", "teacher": "additive:0.02", "gamma": 0.05, "steps": 600, "chains": 8, "eval_every": 50,
+            "init": "optimum", "init_scale": 0.0}
+    pts = [{**base, "lam": lam, "seed": i} for i, lam in enumerate((0.25, 0.5, 1.0))]
+    recipes._run.cache_clear()
+    alone = [recipes.stationary(p, "excess_risk") for p in pts]
+    recipes._run.cache_clear()
+    together = recipes.stationaries(pts, "excess_risk")
+    assert len({recipes.run(p).wall_time for p in pts}) == 1  # one stacked loop
+    assert [(o.value, o.se, o.stationary) for o in together] == [(o.value, o.se, o.stationary) for o in alone]

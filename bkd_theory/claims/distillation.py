@@ -191,7 +191,7 @@ def _fit(lams: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, n
 
 def lambda_curve(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The measured stationary E[F - F*] of every point of the lam grid: lams, values, SEs, stationarity."""
-    outs = [recipes.stationary(p, "excess_risk") for p in _lam_points(cfg)]
+    outs = recipes.stationaries(_lam_points(cfg), "excess_risk")
     return {"lams": np.asarray(cfg["lams"], dtype=np.float64), "value": np.array([o.value for o in outs]),
             "se": np.array([o.se for o in outs]), "stationary": [o.stationary for o in outs],
             "reasons": [o.reason for o in outs], "steps": [o.info["steps"] for o in outs]}
@@ -300,7 +300,7 @@ def _margin_predict(cfg: Mapping[str, Any]) -> Outcome:
 
 
 def _margin_measure(cfg: Mapping[str, Any]) -> Outcome:
-    hi, lo = (recipes.stationary(p, "excess_risk") for p in _margin_points(cfg))
+    hi, lo = recipes.stationaries(_margin_points(cfg), "excess_risk")
     bad = "; ".join(o.reason for o in (hi, lo) if o.stationary is False)
     return Outcome(hi.value - lo.value, math.hypot(hi.se, lo.se), stationary=False if bad else True, reason=bad,
                    info={"at_against": hi.value, "at_against_se": hi.se, "at_star": lo.value, "at_star_se": lo.se})

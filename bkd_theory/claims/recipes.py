@@ -367,6 +367,13 @@ def stationary(cfg: Mapping[str, Any], quantity: str) -> Outcome:
     return Outcome(float(e["value"]), float(e["se"]), stationary=e["stationary"], reason=e["stationary_reason"], info=info)
 
 
+def stationaries(cfgs: Sequence[Mapping[str, Any]], quantity: str) -> list[Outcome]:
+    """`stationary` of each configuration, their runs made together first (`runs`: stacked where
+    they share an update, the same records)."""
+    runs(cfgs)
+    return [stationary(c, quantity) for c in cfgs]
+
+
 def prediction(cfg: Mapping[str, Any], quantity: str, **info: Any) -> Outcome:
     """One quantity of `theory(cfg)` as an Outcome (value, SE, method); ValueError when absent."""
     pred = theory(cfg)

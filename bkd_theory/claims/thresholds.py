@@ -257,7 +257,7 @@ def e9_slope_prediction(cfg: Mapping[str, Any]) -> Outcome:
 def e9_slope_measured(cfg: Mapping[str, Any]) -> Outcome:
     """The weighted log-log slope in S of the stationary E[F - F*] (`recipes.stationary`, one seed per S,
     so the points are independent and `stats.loglog_slope`'s SE is valid)."""
-    outs = [recipes.stationary(c, "excess_risk") for c in mc_points(cfg)]
+    outs = recipes.stationaries(mc_points(cfg), "excess_risk")
     slope, se = loglog_slope(cfg["samples"], [o.value for o in outs], [o.se for o in outs])
     bad = [S for S, o in zip(cfg["samples"], outs) if o.stationary is False]
     return Outcome(slope, se, stationary=not bad, reason=f"not stationary at S={bad}" if bad else "",

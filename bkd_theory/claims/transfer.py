@@ -118,7 +118,7 @@ def draws_points(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _draws_measure(cfg: Mapping[str, Any]) -> Outcome:
     """The coefficient b of 1/S in a + b / S fitted to the stationary E[F - F*] of the independent
     points by weighted least squares (weights 1 / SE^2), its SE from the fit's covariance."""
-    outs = [recipes.stationary(c, "excess_risk") for c in draws_points(cfg)]
+    outs = recipes.stationaries(draws_points(cfg), "excess_risk")
     S = np.array([float(s) for s in cfg["samples"]])
     y, se = np.array([o.value for o in outs]), np.array([o.se for o in outs])
     X = np.stack([np.ones_like(S), 1.0 / S], axis=1)

@@ -99,7 +99,9 @@ def _measure(s: dict) -> Result:
             rows += _pair("sigma2", base, S, rec, "E9")
         slope = {**run, "base": base, "teacher": f"mc:S:{base}", "samples": list(s["S"]),
                  "seeds": [next(seeds) for _ in s["S"]]}
-        for c, S in zip(thresholds.mc_points(slope), s["S"]):
+        points = thresholds.mc_points(slope)
+        recipes.runs(points)  # made together, stacked where their steps agree (`recipes.runs`)
+        for c, S in zip(points, s["S"]):
             rec = claims.make("E17+", f"E17+-{c['teacher']}-g{s['gamma']:g}", **c).check()
             records.append(rec)
             rows += _pair("neighborhood", base, S, rec, "E17 next order")
