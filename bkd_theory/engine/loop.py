@@ -7,8 +7,9 @@ Update of chain r at step k: the optimizer's rule (`engine.optim`) on the miniba
 with step size gamma_k = gamma c(k) from the schedule. Randomness of chain r comes only from
 `rng.chain_streams(seed, first_chain + r)` (training set and online inputs, teacher noise,
 minibatch indices, initial parameters) and, inside instruments, from streams keyed by
-(instrument, chain). So chain r follows the same trajectory and records the same numbers alone as
-inside a batch of chains.
+(instrument, chain), and its parameters sit in a row aligned as every other chain's (`engine.rows`).
+So chain r follows the same trajectory and records the same numbers alone as inside a batch of
+chains, and a run stacked with others (`Loop` over several setups, `engine.stack.run_many`) as alone.
 
 A chain that diverges is frozen at its last value before the divergence and marked inactive; its
 step and reason are recorded and the other chains continue. Divergence is the stated rule of

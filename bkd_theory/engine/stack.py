@@ -1,18 +1,23 @@
 """`run_many`: several runs, stacked into shared loops where they take the same update (DESIGN 4).
 
-A loop's update costs about the same per step for a few chains as for a few dozen (per-operation
-overhead; for the 2x128 MLP at batch 1, one float32 step is ~0.27 ms for 6 chains and ~0.6 ms for
-48), so runs that differ only in what the chains see (teacher, seed, chains, training set, noise,
-evaluation set, instruments) are run as one `Loop` over their stacked chains. Every operation of an
-update is chain-local and each run keeps its own streams, feed, evaluation set and instruments, so
-every record is bit for bit that of `run` on the same configuration (tested); only the wall time
-is shared.
+An update of a few chains costs little more than its per-operation overhead, so runs that differ
+only in what the chains see (teacher, lam, seed, chains, training set, noise, evaluation set,
+instruments) are run as one `Loop` over their stacked chains. Every operation of an update is
+chain-local, each chain's row starts on the same byte boundary wherever it sits (`engine.rows`),
+and each run keeps its own streams, feed, evaluation set and instruments, so every record is bit
+for bit that of `run` on the same configuration (tested); only the wall time is shared.
+
+What it saves depends on how the update's cost grows with the chains (`benchmarks/bench_stack.py`,
+one thread, 8 runs stacked against the same 8 one at a time): 2.2x for the linear student (32
+chains each, paper task), where a step is operation overhead; 1.1x for the 2x128 MLP with momentum
+(6 chains each, F1's configuration), whose step is bound by passes over the parameters that leave
+the core's cache beyond a few chains (plain SGD, whose update is fused into the backward pass,
+goes from 22k chain-steps/s at 6 chains to 80k at 48).
 
 Runs stack when they agree on `STEP_FIELDS` and on the task and student objects (a name builds one
 object per distinct spec; objects given are compared by identity), in input order, while the
-stack's parameters stay within `STACK_BYTES`: beyond about 4 MB per copy (48 float32 MLP chains)
-the update no longer runs from cache and throughput per chain falls again (2x128 MLP at batch 1,
-one thread: 22k chain-steps/s at 6 chains, 80k at 48, 32k at 192).
+stack's parameters stay within `STACK_BYTES` (4 MB, about 48 float32 MLP chains: beyond it even
+plain SGD falls again, to 32k chain-steps/s at 192 chains).
 """
 from __future__ import annotations
 

@@ -244,8 +244,8 @@ class MLP(Student):
     def sgd_step(self, theta: torch.Tensor, x: torch.Tensor, t: torch.Tensor, gamma: float, *, out: torch.Tensor) -> torch.Tensor:
         """theta - gamma * batch_grad into `out`, each layer's update fused with its outer product.
 
-        `addcmul` works element by element, so every chain's numbers are the same at any offset in
-        the batch (checked by the chain-independence tests of tests/test_sgd.py).
+        Every kernel is chain-local; the batched GEMMs round with the alignment of a chain's weights,
+        which the loop keeps the same for every chain (`engine.rows`; tests/test_stack.py).
         """
         if x.shape[1] != 1:
             return super().sgd_step(theta, x, t, gamma, out=out)
