@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import pkgutil
 import re
@@ -20,8 +21,8 @@ import pandas as pd
 from .. import __version__
 from .base import CLAIM_COLUMNS, FIGURES, Figure, Result, figure, point_seed, write
 
-__all__ = ["CLAIM_COLUMNS", "FIGURES", "FIGURE_IDS", "Figure", "Result", "figure", "make", "point_seed", "reproduce",
-           "select", "write_index"]
+__all__ = ["CLAIM_COLUMNS", "FIGURES", "FIGURE_IDS", "Figure", "Result", "figure", "longest_first", "make", "point_seed",
+           "reproduce", "select", "write_index"]
 
 #: the module of each figure, found by name (`fNN_<what>.py` is figure FNN, imported on first use,
 #: when it registers itself): a new figure is one new file here
@@ -58,6 +59,26 @@ def make(fig_id: str, quick: bool, out: Path | str, *, device: str = "cpu") -> t
     return write(fig, result, s, Path(out), quick=quick, seconds=time.perf_counter() - start, device=device), result
 
 
+def _meta(path: Path) -> dict:
+    """A figure's own `<ID>.json` as a dict ({} when missing or unreadable)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def longest_first(figures: Sequence[Figure], out: Path) -> list[Figure]:
+    """The order in which `--jobs` workers take the figures: the longest first by the seconds each
+    recorded in `out/<ID>.json` at its last run (figures without a record first, in figure order),
+    so the last to start is a short one. Each figure's numbers do not depend on the order."""
+    def last(fig: Figure) -> float:
+        secs = _meta(Path(out) / f"{fig.id}.json").get("seconds")
+        return float(secs) if isinstance(secs, (int, float)) and not isinstance(secs, bool) else math.inf
+
+    return sorted(figures, key=lambda f: -last(f))  # stable: ties keep figure order
+
+
 def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = None) -> Path:
     """Write `out/README.md` (atomically): one line per figure with its mode (quick or full, read
     from its own `<ID>.json`, so a folder mixing `--quick` and full figures, or an interrupted or
@@ -65,13 +86,7 @@ def write_index(out: Path, *, quick: bool, timings: dict[str, float] | None = No
     from `*.claims.csv`. `quick` is the mode of the run writing the index, named in its header."""
     from ..records import write_atomic
 
-    def read(meta: Path) -> dict:  # the figure's own <ID>.json
-        try:
-            d = json.loads(meta.read_text())
-        except (OSError, ValueError):
-            return {}
-        return d if isinstance(d, dict) else {}
-
+    read = _meta
     def mode(meta: Path) -> str:
         flag = read(meta).get("quick")
         return "quick" if flag is True else "full" if flag is False else "unknown"
@@ -148,7 +163,8 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
         quick: small sizes (every figure in under two minutes on 2 cores) instead of full mode.
         only: figure ids to make (default: all).
         jobs: figures made at once in separate processes (1 = in this process; default one per CPU
-            core, at most one per figure); every figure runs with one torch thread either way.
+            core, at most one per figure), taken longest first by their last recorded time in `out`
+            (`longest_first`); every figure runs with one torch thread either way.
         progress: show a progress bar.
         device: where the figures' SGD runs go ("cpu", "cuda", "cuda:N"; checked before any work);
             teacher fitting and the theory run on the CPU. Recorded in `<ID>.json` unless "cpu".
@@ -183,7 +199,8 @@ def reproduce(out: Path | str, *, quick: bool = False, only: Sequence[str] | Non
                 done(*_make_one(fig.id, quick, str(out), device))
         else:
             with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_make_one, fig.id, quick, str(out), device) for fig in figures]
+                order = longest_first(figures, out)
+                futures = [pool.submit(_make_one, fig.id, quick, str(out), device) for fig in order]
                 for fut in as_completed(futures):
                     done(*fut.result())
     return {fig.id: results[fig.id][0] for fig in figures}
