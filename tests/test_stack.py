@@ -168,3 +168,8 @@ def test_recipes_stationaries_equal_stationary_one_at_a_time():
     together = recipes.stationaries(pts, "excess_risk")
     assert len({recipes.run(p).wall_time for p in pts}) == 1  # one stacked loop
     assert [(o.value, o.se, o.stationary) for o in together] == [(o.value, o.se, o.stationary) for o in alone]
+
+
+def test_per_run_instruments_must_be_sequences():
+    with pytest.raises(ValueError, match=r"instruments\[1\] must be None or a sequence"):
+        sgd.run_many([{"gamma": 0.1}, {"gamma": 0.1}], instruments=[None, "dist2"])

@@ -146,6 +146,10 @@ class Loop:
             else list(instruments)
         if not setups or len(chosen) != len(setups):
             raise ValueError(f"instruments must give one entry per setup, got {len(chosen)} for {len(setups)}")
+        for i, ins in enumerate(chosen if not isinstance(setup, Setup) else ()):  # stacked: one entry per run
+            if isinstance(ins, (str, Instrument)) or not (ins is None or isinstance(ins, Sequence)):
+                raise ValueError(f"instruments[{i}] must be None or a sequence of instruments or registry names, "
+                                 f"got {ins!r}")
         _check_stack(setups)
         self.t0 = time.perf_counter()
         self.groups, lo = [], 0
