@@ -173,3 +173,30 @@ def test_recipes_stationaries_equal_stationary_one_at_a_time():
 def test_per_run_instruments_must_be_sequences():
     with pytest.raises(ValueError, match=r"instruments\[1\] must be None or a sequence"):
         sgd.run_many([{"gamma": 0.1}, {"gamma": 0.1}], instruments=[None, "dist2"])
+
+
+def test_prefetch_leaves_out_a_refused_configuration_which_raises_in_its_place():
+    from bkd_theory.claims import recipes
+
+    good = {"task": "triangle", "teacher": "bcp", "gamma": 0.05, "steps": 50, "chains": 2, "eval_every": 25}
+    bad = {**good, "teacher": "onehot", "batch": 0}
+    recipes._run.cache_clear()
+    recipes.prefetch([good, bad])  # no error here; the good one is made
+    assert len(recipes._STACKED) == 1
+    assert_same_run(recipes.run(good), sgd.run(**{k: v for k, v in recipes.run_config(good).items() if k != "instruments"},
+                                               instruments=["excess_risk", "dist2"]))
+    assert not recipes._STACKED
+    with pytest.raises(ValueError, match="batch"):
+        recipes.run(bad)
+
+
+def test_prefetch_makes_nothing_when_run_many_refuses_one():
+    from bkd_theory.claims import recipes
+
+    good = {"task": "triangle", "teacher": "bcp", "gamma": 0.05, "steps": 50, "chains": 2, "eval_every": 25}
+    huge = {**good, "teacher": "onehot", "chains": 10_000, "steps": 1_000_000}  # 1e10 chain-steps: over the limit
+    recipes._run.cache_clear()
+    recipes.prefetch([good, huge])
+    assert not recipes._STACKED and not recipes._run.cached(recipes.run_config(good))
+    with pytest.raises(ValueError, match="max-chain-steps"):
+        recipes.run(huge)

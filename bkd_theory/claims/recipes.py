@@ -314,17 +314,35 @@ def run(cfg: Mapping[str, Any]) -> Any:
 _STACKED: dict[str, Any] = {}
 
 
-def runs(cfgs: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """`run` of each configuration, those not yet memoised made together by `engine.run_many` (stacked
-    where they take the same update: the same records, in less time); at most MEMO_SIZE."""
+def prefetch(cfgs: Sequence[Mapping[str, Any]]) -> None:
+    """Make the runs of the configurations not yet memoised together, by `engine.run_many` (stacked
+    where they take the same update: the same records, in less time), for `run` to return; at most
+    MEMO_SIZE. A configuration that is refused (a ValueError: a bad field) is left out, and if
+    `run_many` refuses the others (a bad teacher, a resource limit) nothing is made here: each run
+    raises its own error when `run` asks for it."""
     from ..engine import run_many
 
-    todo = {key(rc): rc for rc in map(run_config, cfgs) if not _memoised(rc)}
+    todo = {}
+    for cfg in cfgs:
+        try:
+            rc = run_config(cfg)
+        except ValueError:  # raised again, in its place, when `run` asks for this one
+            continue
+        if not _memoised(rc):
+            todo[key(rc)] = rc
     if len(todo) > MEMO_SIZE:
-        raise ValueError(f"runs: {len(todo)} configurations is more than the memo keeps ({MEMO_SIZE})")
-    args = [_loop_args(rc) for rc in todo.values()]
-    made = run_many([fields for fields, _ in args], instruments=[ins for _, ins in args])
+        raise ValueError(f"prefetch: {len(todo)} configurations is more than the memo keeps ({MEMO_SIZE})")
+    try:
+        args = [_loop_args(rc) for rc in todo.values()]
+        made = run_many([fields for fields, _ in args], instruments=[ins for _, ins in args])
+    except ValueError:
+        return
     _STACKED.update(zip(todo, made))
+
+
+def runs(cfgs: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """`run` of each configuration, those not yet memoised made together (`prefetch`)."""
+    prefetch(cfgs)
     return [run(c) for c in cfgs]
 
 

@@ -95,8 +95,8 @@ class F1:
     def measure(s: dict) -> Result:
         base, lin = base_config(s), linear_config(s)
         configs = _variant_configs(base, s["variants"])
-        # every run of the figure made up front, stacked where they share an update (`recipes.runs`)
-        recipes.runs([{**base, "teacher": t} for t in TEACHERS] + [{**c, "teacher": t} for c in configs.values()
+        # every run of the figure made up front, stacked where they share an update (`recipes.prefetch`)
+        recipes.prefetch([{**base, "teacher": t} for t in TEACHERS] + [{**c, "teacher": t} for c in configs.values()
                                                                    for t in PAIR] + [{**lin, "teacher": t} for t in PAIR])
         records = _claims(base, lin)
         rows = _curve_rows(base) + _noise_rows(base, lin, records)

@@ -72,7 +72,7 @@ class F5:
         rows, records, seeds = [], [], iter(range(10_000))
         run = {**_base(s), "gamma": GAMMA, "steps": s["steps"], "chains": s["chains"], "eval_every": s["eval_every"]}
         configs = [{**run, "teacher": t, "seed": point_seed(SEED, next(seeds))} for t in ("bcp", *s["noisy"])]
-        recipes.runs(configs)  # made together, stacked (`recipes.runs`)
+        recipes.prefetch(configs)  # made together, stacked (`recipes.prefetch`)
         for cfg in configs:
             teacher = cfg["teacher"]
             m = recipes.measured_curve(cfg, "excess_risk")

@@ -195,7 +195,7 @@ def _student_table(s: dict, teachers: pd.DataFrame) -> pd.DataFrame:
     base, bayes = student_config(s), L.bayes_accuracy(student_config(s))
     kl = _training_kl(teachers)
     names = [*s["students"], *REFERENCE]
-    recipes.runs([spec_config(base, name) for name in names])  # made together, stacked (`recipes.runs`)
+    recipes.prefetch([spec_config(base, name) for name in names])  # made together, stacked (`recipes.prefetch`)
     rows = []
     for name in names:
         cfg = spec_config(base, name)

@@ -100,7 +100,7 @@ def _measure(s: dict) -> Result:
         slope = {**run, "base": base, "teacher": f"mc:S:{base}", "samples": list(s["S"]),
                  "seeds": [next(seeds) for _ in s["S"]]}
         points = thresholds.mc_points(slope)
-        recipes.runs(points)  # made together, stacked where their steps agree (`recipes.runs`)
+        recipes.prefetch(points)  # made together, stacked where their steps agree (`recipes.prefetch`)
         for c, S in zip(points, s["S"]):
             rec = claims.make("E17+", f"E17+-{c['teacher']}-g{s['gamma']:g}", **c).check()
             records.append(rec)
