@@ -10,21 +10,13 @@ import synthetic
 from bkd_theory import sgd
 from bkd_theory.engine import Loop, build
 from bkd_theory.engine.rows import ROW_ALIGN, chain_rows
-from bkd_theory.engine.stack import plan
+from bkd_theory.engine.stack import _shared, plan
 from bkd_theory.students import build_student
 
 #: the authors' student and optimiser on the paper task, small (F1's configuration, shorter)
 PAPER = dict(task="paper", standardize=True, student="mlp", gamma=5e-4, momentum=0.9, batch=1, init="random",
              dtype="float32", steps=400, eval_every=100, eval_n=200)
 FINITE = dict(regime="finite", sampling="shuffle", noise="frozen", n=300)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def assert_same_run(a, b) -> None:
@@ -109,7 +101,7 @@ def test_plan_stacks_by_update_and_size():
         return build(**{**PAPER, "teacher": "onehot", "chains": 6, **kw})
 
     s = [setup(), setup(teacher="bcp"), setup(gamma=1e-3), setup(seed=3), setup(student="linear", init="perturbed")]
-    shared = sgd.run_many.__globals__["_shared"](s, [(None, None)] * len(s))
+    shared = _shared(s, [(None, None)] * len(s))
     per = 6 * 21125 * 4
     assert plan(shared) == [[0, 1, 3], [2], [4]]
     assert plan(shared, stack_bytes=2 * per) == [[0, 1], [2], [3], [4]]

@@ -71,24 +71,19 @@ def _shared(setups: list[Setup], given: list[tuple[Any, Any]]) -> list[Setup]:
 
 def plan(setups: Sequence[Setup], stack_bytes: float = STACK_BYTES) -> list[list[int]]:
     """The stacks: lists of indices into `setups`, each in input order (module docstring)."""
-    stacks: dict[tuple, list[list[int]]] = {}
+    filling: dict[tuple, tuple[list[int], float]] = {}  # per update, the stack still open and its bytes
     order: list[list[int]] = []
     for i, s in enumerate(setups):
         key = (id(s.task), id(s.student), *(getattr(s.config, f) for f in STEP_FIELDS))
         size = s.config.chains * s.student.num_params * torch.empty(0, dtype=s.student.dtype).element_size()
-        open_ = stacks.setdefault(key, [])
-        if open_ and _bytes(setups, open_[-1]) + size <= stack_bytes:
-            open_[-1].append(i)
+        stack, used = filling.get(key, (None, 0.0))
+        if stack is not None and used + size <= stack_bytes:
+            stack.append(i)
+            filling[key] = (stack, used + size)
             continue
-        open_.append([i])
-        order.append(open_[-1])
+        filling[key] = ([i], size)
+        order.append(filling[key][0])
     return order
-
-
-def _bytes(setups: Sequence[Setup], stack: list[int]) -> float:
-    s = setups[stack[0]]
-    per = s.student.num_params * torch.empty(0, dtype=s.student.dtype).element_size()
-    return per * sum(setups[i].config.chains for i in stack)
 
 
 def _check_limits(setups: list[Setup], stack: list[int], limits: Limits | None) -> None:
